@@ -1,0 +1,1 @@
+"""mediagen: asynchronous media generation over gRPC and JSON/HTTP."""

@@ -1,0 +1,210 @@
+"""Settings: read once from the environment at start-up, frozen, and passed down.
+
+Deep code never reads ``os.environ``; it receives a :class:`Settings`. Every variable read here is
+listed in the README's configuration table. Names follow the original service where they still
+fit (``DATABASE_URL``, ``REDIS_URL``, ``REPLICATE_*``, ``STORAGE_TYPE``, ``S3_*``); everything
+else is ``MEDIAGEN_*``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The model used when a request names none, unless REPLICATE_MODEL says otherwise.
+DEFAULT_MODEL = "stability-ai/sdxl"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; raised at start-up, never per request."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where and how media go to S3 (or MinIO, or any S3-compatible server)."""
+
+    bucket: str = "mediagen"
+    endpoint_url: str | None = None  # None: AWS; set for MinIO or a local S3 server
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    region: str = "us-east-1"
+    addressing_style: str = "auto"  # "path" for MinIO and most local servers
+    create_bucket: bool = False  # create the bucket at start if it is missing
+    public_base_url: str | None = None  # set: URLs are <base>/<key>, not presigned
+    presign_expiry_s: int = 3600
+    part_size_bytes: int = 8 * 1024 * 1024  # multipart part size; S3's minimum is 5 MiB
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the embedded defaults."""
+
+    # Where embedded state lives: the SQLite file and local media.
+    data_dir: Path = Path(".mediagen")
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8080
+    # Base of the URLs of locally stored media; default http://<host>:<http_port>.
+    public_url: str | None = None
+
+    database_url: str | None = None  # None: SQLite in data_dir
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+
+    redis_url: str | None = None  # None: in-process queue and event bus (embedded)
+    queue_name: str = "mediagen:jobs"
+    events_channel_prefix: str = "mediagen:events:"
+
+    replicate_api_token: str | None = None  # None: run against the bundled emulator
+    replicate_base_url: str | None = None  # None: Replicate itself (or the emulator)
+    default_model: str = DEFAULT_MODEL
+    # Models a request may name; empty means only the default model.
+    allowed_models: tuple[str, ...] = ()
+    poll_interval_s: float = 0.5  # first provider poll; backs off to poll_interval_max_s
+    poll_interval_max_s: float = 5.0
+
+    storage_type: str = "local"  # "local" or "s3"
+    s3: S3Settings = field(default_factory=S3Settings)
+    max_output_bytes: int = 2 * 1024**3
+
+    worker_concurrency: int = 200  # jobs in flight per worker process
+    lease_s: float = 30.0  # a claim is good for this long unless renewed
+    reconcile_interval_s: float = 5.0
+    max_attempts: int = 5
+    retry_base_s: float = 1.0
+    retry_max_s: float = 60.0
+    job_timeout_s: float = 1800.0  # an attempt that runs longer fails transiently
+    shutdown_grace_s: float = 10.0
+    estimate_default_s: float = 30.0  # completion estimate before a model has any history
+
+    emulator_port: int = 0  # 0: any free port
+    emulator_latency_s: float = 3.0  # how long an emulated prediction runs
+
+    secret_key: str = "mediagen-dev-secret"  # signs page tokens
+    log_level: str = "INFO"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "mediagen.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.sqlite_path}"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.http_port}").rstrip("/")
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The allowlist, always including the default model."""
+        return tuple(dict.fromkeys((self.default_model, *self.allowed_models)))
+
+    @property
+    def distributed(self) -> bool:
+        """True when a Redis URL is set: queue and events go through Redis."""
+        return self.redis_url is not None
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests and CLI flags use this)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+        storage_type = env.get("STORAGE_TYPE", d.storage_type).strip().lower() or "local"
+        if storage_type not in {"local", "s3"}:
+            raise ConfigError(f"STORAGE_TYPE must be 'local' or 's3', got {storage_type!r}")
+        s3d = S3Settings()
+        s3 = S3Settings(
+            bucket=env.get("S3_BUCKET_NAME", s3d.bucket),
+            endpoint_url=env.get("S3_ENDPOINT_URL") or None,
+            access_key_id=env.get("S3_ACCESS_KEY_ID") or None,
+            secret_access_key=env.get("S3_SECRET_ACCESS_KEY") or None,
+            region=env.get("S3_REGION", s3d.region),
+            addressing_style=env.get("S3_ADDRESSING_STYLE", s3d.addressing_style),
+            create_bucket=_bool(env, "S3_CREATE_BUCKET", s3d.create_bucket),
+            public_base_url=env.get("S3_PUBLIC_BASE_URL") or None,
+            presign_expiry_s=_int(env, "S3_PRESIGN_EXPIRY_S", s3d.presign_expiry_s),
+            part_size_bytes=_int(env, "S3_PART_SIZE_BYTES", s3d.part_size_bytes),
+        )
+        debug = _bool(env, "DEBUG", False)
+        return cls(
+            data_dir=Path(env.get("MEDIAGEN_DATA_DIR", str(d.data_dir))),
+            host=env.get("MEDIAGEN_HOST", d.host),
+            grpc_port=_int(env, "MEDIAGEN_GRPC_PORT", d.grpc_port),
+            http_port=_int(env, "MEDIAGEN_HTTP_PORT", d.http_port),
+            public_url=env.get("MEDIAGEN_PUBLIC_URL") or None,
+            database_url=env.get("DATABASE_URL") or None,
+            db_pool_size=_int(env, "MEDIAGEN_DB_POOL_SIZE", d.db_pool_size),
+            db_max_overflow=_int(env, "MEDIAGEN_DB_MAX_OVERFLOW", d.db_max_overflow),
+            redis_url=env.get("REDIS_URL") or None,
+            queue_name=env.get("MEDIAGEN_QUEUE_NAME", d.queue_name),
+            replicate_api_token=env.get("REPLICATE_API_TOKEN") or None,
+            replicate_base_url=env.get("REPLICATE_BASE_URL") or None,
+            default_model=env.get("REPLICATE_MODEL", d.default_model) or d.default_model,
+            allowed_models=_list(env, "MEDIAGEN_ALLOWED_MODELS"),
+            poll_interval_s=_float(env, "MEDIAGEN_POLL_INTERVAL_S", d.poll_interval_s),
+            poll_interval_max_s=_float(env, "MEDIAGEN_POLL_INTERVAL_MAX_S", d.poll_interval_max_s),
+            storage_type=storage_type,
+            s3=s3,
+            max_output_bytes=_int(env, "MEDIAGEN_MAX_OUTPUT_BYTES", d.max_output_bytes),
+            worker_concurrency=_int(env, "MEDIAGEN_WORKER_CONCURRENCY", d.worker_concurrency),
+            lease_s=_float(env, "MEDIAGEN_LEASE_S", d.lease_s),
+            reconcile_interval_s=_float(
+                env, "MEDIAGEN_RECONCILE_INTERVAL_S", d.reconcile_interval_s
+            ),
+            max_attempts=_int(env, "MEDIAGEN_MAX_ATTEMPTS", d.max_attempts),
+            retry_base_s=_float(env, "MEDIAGEN_RETRY_BASE_S", d.retry_base_s),
+            retry_max_s=_float(env, "MEDIAGEN_RETRY_MAX_S", d.retry_max_s),
+            job_timeout_s=_float(env, "MEDIAGEN_JOB_TIMEOUT_S", d.job_timeout_s),
+            shutdown_grace_s=_float(env, "MEDIAGEN_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
+            estimate_default_s=_float(env, "MEDIAGEN_ESTIMATE_DEFAULT_S", d.estimate_default_s),
+            emulator_port=_int(env, "MEDIAGEN_EMULATOR_PORT", d.emulator_port),
+            emulator_latency_s=_float(env, "MEDIAGEN_EMULATOR_LATENCY_S", d.emulator_latency_s),
+            secret_key=env.get("SECRET_KEY", d.secret_key) or d.secret_key,
+            log_level="DEBUG" if debug else env.get("MEDIAGEN_LOG_LEVEL", d.log_level).upper(),
+        )

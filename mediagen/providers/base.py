@@ -1,0 +1,95 @@
+"""The provider seam: start a prediction, read its state, cancel it, download its outputs.
+
+``ReplicateProvider`` implements it with the official ``replicate`` client, pointed at
+Replicate or at the bundled emulator. Foreign errors (httpx, replicate, pydantic) become
+:class:`ProviderError` inside the adapter and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class PredictionStatus(enum.StrEnum):
+    """Replicate's prediction states, plus ``aborted`` (deadline passed before it started)."""
+
+    STARTING = "starting"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    ABORTED = "aborted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {
+    PredictionStatus.SUCCEEDED,
+    PredictionStatus.FAILED,
+    PredictionStatus.CANCELED,
+    PredictionStatus.ABORTED,
+}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A provider prediction as the worker needs it."""
+
+    id: str
+    status: PredictionStatus
+    logs: str = ""
+    output_urls: tuple[str, ...] = ()
+    error: str | None = None
+    predict_time_s: float | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """A provider call failed.
+
+    ``transient``: retrying later may succeed (network, 5xx, 429); ``retry_after_s`` is the
+    provider's own hint when it gave one. ``ambiguous``: a create may or may not have started a
+    prediction (the request was sent but no answer came back).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        retry_after_s: float | None = None,
+        ambiguous: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after_s = retry_after_s
+        self.ambiguous = ambiguous
+
+
+class Provider(Protocol):
+    """A model provider."""
+
+    async def create(self, model: str, model_input: Mapping[str, Any]) -> Prediction:
+        """Start one prediction. Never retried blindly: see ``ProviderError.ambiguous``."""
+        ...
+
+    async def get(self, prediction_id: str) -> Prediction:
+        """Current state of a prediction."""
+        ...
+
+    async def cancel(self, prediction_id: str) -> Prediction:
+        """Ask the provider to cancel; returns the prediction as the provider reports it."""
+        ...
+
+    def download(self, url: str) -> AsyncIterator[bytes]:
+        """Stream an output's bytes in chunks."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
