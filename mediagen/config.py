@@ -99,7 +99,7 @@ class Settings:
     # Models a request may name; empty means only the default model.
     allowed_models: tuple[str, ...] = ()
     poll_interval_s: float = 0.5  # first provider poll; backs off to poll_interval_max_s
-    poll_interval_max_s: float = 5.0
+    poll_interval_max_s: float = 2.0
 
     storage_type: str = "local"  # "local" or "s3"
     s3: S3Settings = field(default_factory=S3Settings)
@@ -115,6 +115,7 @@ class Settings:
     shutdown_grace_s: float = 10.0
     estimate_default_s: float = 30.0  # completion estimate before a model has any history
 
+    worker_health_port: int = 50052  # grpc.health.v1 of a worker process; 0: none
     emulator_port: int = 0  # 0: any free port
     emulator_latency_s: float = 3.0  # how long an emulated prediction runs
 
@@ -203,6 +204,7 @@ class Settings:
             job_timeout_s=_float(env, "MEDIAGEN_JOB_TIMEOUT_S", d.job_timeout_s),
             shutdown_grace_s=_float(env, "MEDIAGEN_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
             estimate_default_s=_float(env, "MEDIAGEN_ESTIMATE_DEFAULT_S", d.estimate_default_s),
+            worker_health_port=_int(env, "MEDIAGEN_WORKER_HEALTH_PORT", d.worker_health_port),
             emulator_port=_int(env, "MEDIAGEN_EMULATOR_PORT", d.emulator_port),
             emulator_latency_s=_float(env, "MEDIAGEN_EMULATOR_LATENCY_S", d.emulator_latency_s),
             secret_key=env.get("SECRET_KEY", d.secret_key) or d.secret_key,

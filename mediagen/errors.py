@@ -91,7 +91,9 @@ class MediagenError(Exception):
 
     def to_status(self) -> status_pb2.Status:
         """The ``google.rpc.Status`` sent to callers: code, message, ErrorInfo, then details."""
-        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=DOMAIN, metadata=self.metadata
+        )
         packed = []
         for message in [info, *self.details()]:
             detail = any_pb2.Any()
@@ -168,7 +170,9 @@ class FailedPrecondition(MediagenError):
             error_details_pb2.PreconditionFailure(
                 violations=[
                     error_details_pb2.PreconditionFailure.Violation(
-                        type=self.reason, subject=self.metadata.get("id", ""), description=self.message
+                        type=self.reason,
+                        subject=self.metadata.get("id", ""),
+                        description=self.message,
                     )
                 ]
             )

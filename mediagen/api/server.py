@@ -1,0 +1,72 @@
+"""The grpc.aio server: the service, grpc.health.v1 and server reflection.
+
+Health reports SERVING for the overall server ("") and for each service; on shutdown every
+service turns NOT_SERVING first (load balancers and probes stop sending), open WatchJob streams
+are told to end, and in-flight calls get ``grace_s`` to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mediagen.api.servicer import MediaGenerationServicer
+from mediagen.v1 import media_generation_service_pb2 as pb
+from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["MediaGenerationService"].full_name
+
+#: Keep idle WatchJob streams alive through proxies, and accept clients' keepalive pings.
+SERVER_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
+
+
+class GrpcServer:
+    """A started gRPC server and its health servicer."""
+
+    def __init__(
+        self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, port: int
+    ) -> None:
+        self.server = server
+        self.health = health_servicer
+        self.port = port
+
+    async def stop(self, grace_s: float, servicer: MediaGenerationServicer | None = None) -> None:
+        await self.health.enter_graceful_shutdown()
+        if servicer is not None:
+            servicer.closing.set()
+        await self.server.stop(grace_s)
+
+
+async def start_grpc_server(
+    host: str,
+    port: int,
+    *,
+    servicer: MediaGenerationServicer | None,
+) -> GrpcServer:
+    """Bind and start. Without a servicer it serves health only (a worker's probe endpoint)."""
+    server = grpc.aio.server(options=list(SERVER_OPTIONS))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    if servicer is not None:
+        pb_grpc.add_MediaGenerationServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        names.append(SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port}")
+    await server.start()
+    for name in ("", *names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return GrpcServer(server, health_servicer, bound)

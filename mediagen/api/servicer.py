@@ -1,0 +1,260 @@
+"""The MediaGenerationService servicer: validation in, store and queue behind, protos out.
+
+Errors: a :class:`mediagen.errors.MediagenError` becomes a rich ``google.rpc.Status`` (ErrorInfo,
+BadRequest, RetryInfo, ...) through :func:`rpc_errors`; anything unexpected is logged and becomes
+INTERNAL without leaking details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc_status import rpc_status
+
+from mediagen.api.urls import resolve_job, resolve_media
+from mediagen.config import Settings
+from mediagen.errors import (
+    FieldViolation,
+    InvalidArgument,
+    MediagenError,
+    Unavailable,
+    internal_status,
+)
+from mediagen.events.bus import EventBus
+from mediagen.jobs.pagination import decode_token, encode_token
+from mediagen.jobs.states import JobState
+from mediagen.jobs.store import JobStore
+from mediagen.jobs.validation import validate_generate
+from mediagen.storage.base import Storage
+from mediagen.v1 import job_pb2
+from mediagen.v1 import media_generation_service_pb2 as pb
+from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+DEFAULT_PAGE_SIZE = 50
+DEFAULT_PER_PAGE = 20
+MAX_PAGE_SIZE = 1000
+#: How long WatchJob waits on the bus before re-reading the store (covers lost messages).
+WATCH_RECHECK_S = 2.0
+
+#: ListJobs `status` words: JobState names, their short forms, and the original REST words.
+_STATUS_WORDS: dict[str, JobState] = {
+    **{state.value: state for state in JobState},
+    **{f"job_state_{state.value}": state for state in JobState},
+    "processing": JobState.RUNNING,
+    "completed": JobState.SUCCEEDED,
+    "cancelled": JobState.CANCELED,
+}
+_TERMINAL = (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELED)
+
+
+async def _abort(context: Context, error: MediagenError | None) -> None:
+    status = error.to_status() if error is not None else internal_status()
+    await context.abort_with_status(rpc_status.to_status(status))
+
+
+def rpc_errors(
+    method: Callable[[Any, _Req, Context], Awaitable[_Resp]],
+) -> Callable[[Any, _Req, Context], Awaitable[_Resp]]:
+    """Turn mediagen errors into rich gRPC statuses for a unary method."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: _Req, context: Context) -> _Resp:
+        try:
+            return await method(self, request, context)
+        except MediagenError as exc:
+            await _abort(context, exc)
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            await _abort(context, None)
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    return wrapper
+
+
+def stream_errors(
+    method: Callable[[Any, _Req, Context], AsyncIterator[_Resp]],
+) -> Callable[[Any, _Req, Context], AsyncIterator[_Resp]]:
+    """The same for a server-streaming method."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: _Req, context: Context) -> AsyncIterator[_Resp]:
+        try:
+            async for message in method(self, request, context):
+                yield message
+        except MediagenError as exc:
+            await _abort(context, exc)
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            await _abort(context, None)
+
+    return wrapper
+
+
+def parse_status_filter(value: str) -> JobState | None:
+    """The ListJobs ``status`` field: empty means any state."""
+    word = value.strip().lower()
+    if not word:
+        return None
+    if word not in _STATUS_WORDS:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "status",
+                    f"unknown status {value!r}; use one of "
+                    + ", ".join(s.value for s in JobState)
+                    + " (or pending, processing, completed)",
+                )
+            ]
+        )
+    return _STATUS_WORDS[word]
+
+
+class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        bus: EventBus,
+        storage: Storage,
+        enqueue: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.storage = storage
+        self.enqueue = enqueue
+        #: Set when the server is stopping: open WatchJob streams end with UNAVAILABLE.
+        self.closing = asyncio.Event()
+
+    @rpc_errors
+    async def GenerateMedia(
+        self, request: pb.GenerateMediaRequest, context: Context
+    ) -> pb.GenerateMediaResponse:
+        spec = validate_generate(
+            request,
+            default_model=self.settings.default_model,
+            allowed_models=self.settings.models,
+        )
+        job, event = await self.store.create(spec)
+        if event is not None:
+            await self.bus.publish(event)
+            try:
+                await self.enqueue(job.id)
+            except Exception as exc:  # persisted already: the reconciler will send it
+                log.warning("job=%s enqueue failed (%s); the reconciler will retry", job.id, exc)
+            log.info("job=%s created model=%s", job.id, job.model)
+        return pb.GenerateMediaResponse(job=await resolve_job(job, self.storage))
+
+    @rpc_errors
+    async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
+        job = await self.store.get(_required_id(request.id))
+        return pb.GetJobResponse(job=await resolve_job(job, self.storage))
+
+    @rpc_errors
+    async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
+        status = parse_status_filter(request.status)
+        status_key = status.value if status else ""
+        violations = []
+        if request.page_size < 0:
+            violations.append(FieldViolation("page_size", "must not be negative"))
+        if request.page < 0:
+            violations.append(FieldViolation("page", "must not be negative"))
+        if not 0 <= request.per_page <= MAX_PAGE_SIZE:
+            violations.append(FieldViolation("per_page", f"must be between 0 and {MAX_PAGE_SIZE}"))
+        offset_paging = request.page > 0 or request.per_page > 0
+        if offset_paging and request.page_token:
+            violations.append(
+                FieldViolation("page_token", "cannot be combined with page / per_page")
+            )
+        if violations:
+            raise InvalidArgument(violations)
+
+        if offset_paging:
+            per_page = request.per_page or DEFAULT_PER_PAGE
+            page = await self.store.list(
+                status=status, limit=per_page, offset=(max(request.page, 1) - 1) * per_page
+            )
+            next_token = ""
+        else:
+            cursor = (
+                decode_token(request.page_token, self.settings.secret_key, status_filter=status_key)
+                if request.page_token
+                else None
+            )
+            limit = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+            page = await self.store.list(status=status, limit=limit, cursor=cursor)
+            next_token = (
+                encode_token(page.next_cursor, self.settings.secret_key) if page.next_cursor else ""
+            )
+        jobs = [await resolve_job(job, self.storage) for job in page.jobs]
+        return pb.ListJobsResponse(
+            jobs=jobs, next_page_token=next_token, total_size=page.total_size
+        )
+
+    @stream_errors
+    async def WatchJob(
+        self, request: pb.WatchJobRequest, context: Context
+    ) -> AsyncIterator[pb.WatchJobResponse]:
+        job_id = _required_id(request.id)
+        if request.after_sequence < 0:
+            raise InvalidArgument([FieldViolation("after_sequence", "must not be negative")])
+        last = request.after_sequence
+        # Subscribe first, then read the store: nothing published in between is missed.
+        async with self.bus.subscribe(job_id) as subscription:
+            backlog = await self.store.events_after(job_id, last)
+            while True:
+                for event in backlog:
+                    if event.sequence <= last:
+                        continue  # already sent (the bus repeats what the store returned)
+                    last = event.sequence
+                    await resolve_job(event.job, self.storage)
+                    yield pb.WatchJobResponse(event=event)
+                    if event.job.status in _TERMINAL:
+                        return
+                backlog = await self._next_events(job_id, last, subscription)
+
+    async def _next_events(
+        self, job_id: str, last: int, subscription: Any
+    ) -> list[job_pb2.JobEvent]:
+        """The next events after ``last``: from the bus when it delivers the very next one,
+        else (a gap, or quiet for a while) from the store."""
+        if self.closing.is_set():
+            raise Unavailable(
+                f"server shutting down; reconnect with after_sequence={last}", retry_after_s=1.0
+            )
+        event = await subscription.get(timeout_s=WATCH_RECHECK_S)
+        if event is not None and event.sequence <= last + 1:
+            return [event]
+        return await self.store.events_after(job_id, last)
+
+    @rpc_errors
+    async def GetMedia(self, request: pb.GetMediaRequest, context: Context) -> pb.GetMediaResponse:
+        media = await self.store.get_media(_required_id(request.id))
+        return pb.GetMediaResponse(media=await resolve_media(media, self.storage))
+
+    @rpc_errors
+    async def CancelJob(
+        self, request: pb.CancelJobRequest, context: Context
+    ) -> pb.CancelJobResponse:
+        job, event = await self.store.cancel(_required_id(request.id))
+        if event is not None:
+            await self.bus.publish(event)
+            log.info("job=%s cancel requested (now %s)", job.id, job_pb2.JobState.Name(job.status))
+        return pb.CancelJobResponse(job=await resolve_job(job, self.storage))
+
+
+def _required_id(value: str) -> str:
+    if not value.strip():
+        raise InvalidArgument([FieldViolation("id", "is required", "REQUIRED")])
+    return value.strip()

@@ -1,0 +1,128 @@
+"""The embedded all-in-one service: API, gateway, worker, reconciler and (without a Replicate
+token) the emulator in one process, on SQLite, the in-process queue and local files.
+
+``mediagen serve`` runs it until a signal; tests start the very same object in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from typing import Any
+
+import grpc
+
+from mediagen.api.server import GrpcServer, start_grpc_server
+from mediagen.api.servicer import MediaGenerationServicer
+from mediagen.config import Settings
+from mediagen.jobs.migrate import upgrade
+from mediagen.wiring import Core, build_provider, open_core
+from mediagen.worker.reconciler import Reconciler
+from mediagen.worker.runner import JobRunner
+
+
+def reconciler_for(core: Core) -> Reconciler:
+    settings = core.settings
+    return Reconciler(
+        core.store,
+        core.enqueue,
+        interval_s=settings.reconcile_interval_s,
+        # A wake-up is re-sent if its job is still unclaimed a lease later.
+        resend_after_s=max(settings.lease_s, 3 * settings.reconcile_interval_s),
+    )
+
+
+class Embedded:
+    """Start with :meth:`start`, stop with :meth:`stop`; ports are known once started."""
+
+    def __init__(self, settings: Settings, *, with_gateway: bool = True) -> None:
+        self.settings = settings
+        self.with_gateway = with_gateway
+        self.grpc_port = 0
+        self.http_port = 0
+        self.emulator: Any = None  # the running emulator, when one was started
+        self.core: Core | None = None
+        self.runner: JobRunner | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.settings.host}:{self.grpc_port}"
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _start(self) -> None:
+        stack = self._stack
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await upgrade(settings.effective_database_url)
+        if not settings.replicate_api_token:
+            settings = await self._start_emulator(settings)
+        self.settings = settings
+        core = self.core = await stack.enter_async_context(open_core(settings, worker=True))
+
+        provider = build_provider(settings)
+        stack.push_async_callback(provider.close)
+        runner = self.runner = JobRunner(
+            settings, core.store, core.bus, provider, core.storage, requeue=core.enqueue
+        )
+        core.broker.state.handle_job = runner.handle
+        stack.push_async_callback(runner.drain, settings.shutdown_grace_s)
+
+        servicer = MediaGenerationServicer(
+            settings, core.store, core.bus, core.storage, core.enqueue
+        )
+        server = await start_grpc_server(settings.host, settings.grpc_port, servicer=servicer)
+        self.grpc_port = server.port
+        stack.push_async_callback(self._stop_grpc, server, servicer)
+
+        if self.with_gateway:
+            await self._start_gateway(settings)
+
+        reconciler = reconciler_for(core)
+        # The in-process queue starts empty: wake every job a previous run left behind.
+        await reconciler.run_once(resend_after_s=0)
+        task = asyncio.create_task(reconciler.run_forever(), name="reconciler")
+        stack.push_async_callback(_cancel, task)
+
+    async def _start_emulator(self, settings: Settings) -> Settings:
+        from mediagen.emulator import EmulatorConfig, start_emulator
+
+        token = f"r8_emulated_{secrets.token_hex(8)}"
+        config = EmulatorConfig(latency_s=settings.emulator_latency_s, api_token=token)
+        self.emulator = await start_emulator(config, host="127.0.0.1", port=settings.emulator_port)
+        self._stack.push_async_callback(self.emulator.stop)
+        return settings.replace(
+            replicate_api_token=token, replicate_base_url=self.emulator.base_url
+        )
+
+    async def _start_gateway(self, settings: Settings) -> None:
+        from mediagen.gateway import build_gateway_app, start_gateway
+
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.grpc_port}")
+        self._stack.push_async_callback(channel.close)
+        files_root = settings.media_dir if settings.storage_type == "local" else None
+        gateway = await start_gateway(
+            build_gateway_app(channel, files_root=files_root), settings.host, settings.http_port
+        )
+        self.http_port = gateway.port
+        self._stack.push_async_callback(gateway.stop)
+
+    async def _stop_grpc(self, server: GrpcServer, servicer: MediaGenerationServicer) -> None:
+        await server.stop(self.settings.shutdown_grace_s, servicer)
+
+    async def stop(self) -> None:
+        """Stop taking calls, let running work finish (up to the grace period), close all."""
+        await self._stack.aclose()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,121 @@
+"""The event-bus seam and its in-process implementation.
+
+A bus carries each job event (its serialized ``JobEvent``) to every subscriber of that job, in
+any process. It is a wake-up channel, not a log: messages may be lost or repeated, and readers
+(WatchJob, the worker's cancel watch) dedupe by sequence and read the store to fill any gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+from mediagen.v1 import job_pb2
+
+#: Per-subscriber buffer; a reader that falls further behind loses events (and re-reads them
+#: from the store), rather than making publishers wait.
+QUEUE_SIZE = 256
+
+
+class Subscription:
+    """Events of one job, as they arrive. ``get`` waits for the next one."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[job_pb2.JobEvent] = asyncio.Queue(QUEUE_SIZE)
+        self.dropped = 0
+
+    def deliver(self, event: job_pb2.JobEvent) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def get(self, timeout_s: float | None = None) -> job_pb2.JobEvent | None:
+        """The next event, or None after ``timeout_s`` without one."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout_s)
+        except TimeoutError:
+            return None
+
+
+class EventBus(Protocol):
+    """Publish job events; subscribe to one job's events."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, event: job_pb2.JobEvent) -> None:
+        """Send ``event`` (whose ``job.id`` names the job) to its subscribers; never raises for
+        a delivery problem (the store is the truth)."""
+        ...
+
+    def subscribe(self, job_id: str) -> AbstractSubscriptionContext: ...
+
+
+class AbstractSubscriptionContext(Protocol):
+    async def __aenter__(self) -> Subscription: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+class LocalFanout:
+    """Subscriptions by job id within one process (shared by both bus implementations)."""
+
+    def __init__(self) -> None:
+        self._subs: defaultdict[str, set[Subscription]] = defaultdict(set)
+
+    def add(self, job_id: str) -> tuple[Subscription, bool]:
+        """A new subscription; the flag says whether it is the job's first in this process."""
+        sub = Subscription()
+        first = not self._subs[job_id]
+        self._subs[job_id].add(sub)
+        return sub, first
+
+    def remove(self, job_id: str, sub: Subscription) -> bool:
+        """Drop ``sub``; the flag says whether the job has no subscriber left here."""
+        subs = self._subs.get(job_id)
+        if subs is None:
+            return False
+        subs.discard(sub)
+        if subs:
+            return False
+        del self._subs[job_id]
+        return True
+
+    def deliver(self, event: job_pb2.JobEvent) -> None:
+        for sub in list(self._subs.get(event.job.id, ())):
+            sub.deliver(event)
+
+    def __contains__(self, job_id: str) -> bool:
+        return job_id in self._subs
+
+
+class InProcessBus:
+    """Fan-out inside one process (the embedded mode)."""
+
+    def __init__(self) -> None:
+        self._fanout = LocalFanout()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def publish(self, event: job_pb2.JobEvent) -> None:
+        self._fanout.deliver(event)
+
+    @asynccontextmanager
+    async def _subscribe(self, job_id: str) -> AsyncIterator[Subscription]:
+        sub, _ = self._fanout.add(job_id)
+        try:
+            yield sub
+        finally:
+            self._fanout.remove(job_id, sub)
+
+    def subscribe(self, job_id: str) -> AbstractSubscriptionContext:
+        return self._subscribe(job_id)

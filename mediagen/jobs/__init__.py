@@ -1,0 +1,1 @@
+"""The job lifecycle: states, validation, persistence."""

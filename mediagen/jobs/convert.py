@@ -1,0 +1,85 @@
+"""Rows to protos. Pure: no I/O.
+
+Media URLs depend on storage (and presigned S3 URLs expire), so protos built here, and the job
+snapshots stored with events, carry each media's *storage key* in ``Media.url``; the API swaps in
+a real URL (:func:`mediagen.api.urls.resolve_job`) on the way out, and nothing else reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from google.protobuf import json_format, timestamp_pb2
+from google.rpc import status_pb2
+
+from mediagen.jobs.models import JobRow, MediaRow
+from mediagen.jobs.states import JobState
+from mediagen.v1 import job_pb2, media_pb2
+
+STATE_TO_PROTO: dict[JobState, job_pb2.JobState.ValueType] = {
+    JobState.PENDING: job_pb2.JOB_STATE_PENDING,
+    JobState.RUNNING: job_pb2.JOB_STATE_RUNNING,
+    JobState.SUCCEEDED: job_pb2.JOB_STATE_SUCCEEDED,
+    JobState.FAILED: job_pb2.JOB_STATE_FAILED,
+    JobState.CANCELED: job_pb2.JOB_STATE_CANCELED,
+}
+
+KIND_TO_PROTO: dict[str, media_pb2.MediaKind.ValueType] = {
+    "image": media_pb2.MEDIA_KIND_IMAGE,
+    "video": media_pb2.MEDIA_KIND_VIDEO,
+    "audio": media_pb2.MEDIA_KIND_AUDIO,
+}
+
+
+def status_url(job_id: str) -> str:
+    return f"/api/v1/jobs/status/{job_id}"
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def media_to_proto(row: MediaRow) -> media_pb2.Media:
+    return media_pb2.Media(
+        id=row.id,
+        job_id=row.job_id,
+        kind=KIND_TO_PROTO.get(row.kind, media_pb2.MEDIA_KIND_UNSPECIFIED),
+        mime_type=row.mime_type,
+        url=row.storage_key,
+        width=row.width,
+        height=row.height,
+        size_bytes=row.size_bytes,
+        sha256=row.sha256,
+        create_time=timestamp(row.create_time),
+    )
+
+
+def job_to_proto(row: JobRow, media: Sequence[MediaRow] = ()) -> job_pb2.Job:
+    job = job_pb2.Job(
+        id=row.id,
+        status=STATE_TO_PROTO[JobState(row.status)],
+        prompt=row.prompt,
+        model=row.model,
+        progress=row.progress,
+        attempt=row.attempt,
+        media=[media_to_proto(m) for m in media],
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
+        status_url=status_url(row.id),
+        labels=row.labels,
+        cancel_requested=row.cancel_requested,
+    )
+    json_format.ParseDict(row.parameters, job.parameters)
+    if row.error:
+        job.error.CopyFrom(status_pb2.Status.FromString(row.error))
+    for field, value in (
+        ("start_time", row.start_time),
+        ("complete_time", row.complete_time),
+        ("estimated_completion_time", row.estimated_completion_time),
+    ):
+        if value is not None:
+            getattr(job, field).CopyFrom(timestamp(value))
+    return job

@@ -1,0 +1,630 @@
+"""The job store: the source of truth for jobs, their media and their events.
+
+Every state change is one conditional UPDATE (its WHERE clause is the transition's allowed source
+states plus, for workers, "I still hold the lease") and appends a ``job_events`` row with the
+next sequence number in the same transaction. Methods return the protos callers need; the event
+each change produced is returned too, for the caller to publish after the commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf import json_format
+from google.rpc import status_pb2
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from mediagen.errors import JobAlreadyFinished, JobNotFound, MediaNotFound
+from mediagen.jobs import convert
+from mediagen.jobs.database import Database
+from mediagen.jobs.models import JobEventRow, JobRow, MediaRow, ModelStatsRow
+from mediagen.jobs.pagination import Cursor
+from mediagen.jobs.states import JobState, Transition, next_state, sources
+from mediagen.jobs.validation import JobSpec
+from mediagen.v1 import job_pb2, media_pb2
+
+EVENT_TYPES = {
+    job_pb2.JOB_EVENT_TYPE_STATE_CHANGED: "state_changed",
+    job_pb2.JOB_EVENT_TYPE_PROGRESS: "progress",
+    job_pb2.JOB_EVENT_TYPE_CANCEL_REQUESTED: "cancel_requested",
+}
+_EVENT_TYPE_FROM_NAME = {name: value for value, name in EVENT_TYPES.items()}
+#: Weight of the newest run in a model's mean run time.
+_EWMA_WEIGHT = 0.3
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaseLost(Exception):
+    """The worker no longer holds the job: its lease expired and someone else claimed it, or the
+    job finished another way. The worker must stop touching it."""
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a worker needs to run an attempt."""
+
+    id: str
+    model: str
+    model_input: dict[str, Any]
+    attempt: int
+    prediction_id: str | None
+    prediction_requested_at: datetime | None
+    cancel_requested: bool
+    owner: str
+
+
+@dataclass(frozen=True)
+class NewMedia:
+    """An output copied into storage, ready to be recorded."""
+
+    position: int
+    kind: str
+    mime_type: str
+    storage_key: str
+    width: int
+    height: int
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[job_pb2.Job]
+    total_size: int
+    #: Where the next page starts, or None when this page is the last.
+    next_cursor: Cursor | None
+
+
+def _event_proto(row: JobEventRow) -> job_pb2.JobEvent:
+    event = job_pb2.JobEvent(
+        sequence=row.sequence,
+        type=_EVENT_TYPE_FROM_NAME.get(row.type, job_pb2.JOB_EVENT_TYPE_UNSPECIFIED),
+        job=job_pb2.Job.FromString(row.snapshot),
+    )
+    event.time.CopyFrom(convert.timestamp(row.time))
+    return event
+
+
+class JobStore:
+    """Jobs, media and events over a :class:`Database`."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        estimate_default_s: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self._estimate_default_s = estimate_default_s
+        self._clock = clock
+
+    # ---- API side -------------------------------------------------------------------------
+
+    async def create(self, spec: JobSpec) -> tuple[job_pb2.Job, job_pb2.JobEvent | None]:
+        """Insert a PENDING job and its first event. With a request_id already used, return that
+        job instead (and no event)."""
+        now = self._clock()
+        row = JobRow(
+            id=str(uuid.uuid4()),
+            status=JobState.PENDING.value,
+            prompt=spec.prompt,
+            model=spec.model,
+            parameters=json_format.MessageToDict(spec.parameters),
+            model_input=spec.model_input,
+            labels=spec.labels,
+            request_id=spec.request_id,
+            progress=0.0,
+            attempt=0,
+            cancel_requested=False,
+            next_attempt_at=now,
+            enqueued_at=now,
+            last_sequence=1,
+            create_time=now,
+            update_time=now,
+        )
+        try:
+            async with self.db.writing() as session:
+                session.add(row)
+                await session.flush()
+                row.estimated_completion_time = now + timedelta(
+                    seconds=await self._mean_run_s(session, spec.model)
+                )
+                event = self._add_event(session, row, [], job_pb2.JOB_EVENT_TYPE_STATE_CHANGED)
+        except IntegrityError:
+            if spec.request_id is None:
+                raise
+            existing = await self._find_by_request_id(spec.request_id)
+            if existing is None:
+                raise
+            return existing, None
+        return event.job, event
+
+    async def _find_by_request_id(self, request_id: str) -> job_pb2.Job | None:
+        async with self.db.reading() as session:
+            row = await session.scalar(
+                select(JobRow)
+                .where(JobRow.request_id == request_id)
+                .options(selectinload(JobRow.media))
+            )
+            return None if row is None else convert.job_to_proto(row, row.media)
+
+    async def get(self, job_id: str) -> job_pb2.Job:
+        async with self.db.reading() as session:
+            row = await session.get(JobRow, job_id, options=[selectinload(JobRow.media)])
+            if row is None:
+                raise JobNotFound(job_id)
+            return convert.job_to_proto(row, row.media)
+
+    async def get_media(self, media_id: str) -> media_pb2.Media:
+        async with self.db.reading() as session:
+            row = await session.get(MediaRow, media_id)
+            if row is None:
+                raise MediaNotFound(media_id)
+            return convert.media_to_proto(row)
+
+    async def list(
+        self,
+        *,
+        status: JobState | None,
+        limit: int,
+        cursor: Cursor | None = None,
+        offset: int = 0,
+    ) -> JobPage:
+        """Jobs newest first, after ``cursor`` (keyset paging) or from ``offset``."""
+        filters: list[ColumnElement[bool]] = []
+        if status is not None:
+            filters.append(JobRow.status == status.value)
+        async with self.db.reading() as session:
+            total = await session.scalar(select(func.count()).select_from(JobRow).where(*filters))
+            query = select(JobRow).where(*filters)
+            if cursor is not None:
+                query = query.where(
+                    or_(
+                        JobRow.create_time < cursor.create_time,
+                        and_(JobRow.create_time == cursor.create_time, JobRow.id < cursor.job_id),
+                    )
+                )
+            query = (
+                query.order_by(JobRow.create_time.desc(), JobRow.id.desc())
+                .offset(offset)
+                .limit(limit + 1)
+                .options(selectinload(JobRow.media))
+            )
+            rows = list((await session.scalars(query)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = Cursor(last.create_time, last.id, status.value if status else "")
+        return JobPage([convert.job_to_proto(r, r.media) for r in rows], total or 0, next_cursor)
+
+    async def events_after(
+        self, job_id: str, after_sequence: int, *, limit: int = 500
+    ) -> list[job_pb2.JobEvent]:
+        """Persisted events with a larger sequence, oldest first; JobNotFound if no such job."""
+        async with self.db.reading() as session:
+            rows = (
+                await session.scalars(
+                    select(JobEventRow)
+                    .where(JobEventRow.job_id == job_id, JobEventRow.sequence > after_sequence)
+                    .order_by(JobEventRow.sequence)
+                    .limit(limit)
+                )
+            ).all()
+            if not rows and await session.get(JobRow, job_id) is None:
+                raise JobNotFound(job_id)
+            return [_event_proto(r) for r in rows]
+
+    async def cancel(self, job_id: str) -> tuple[job_pb2.Job, job_pb2.JobEvent | None]:
+        """CancelJob: PENDING ends CANCELED now; RUNNING gets ``cancel_requested`` for its worker;
+        CANCELED is returned as is; SUCCEEDED and FAILED are JobAlreadyFinished."""
+        now = self._clock()
+        async with self.db.writing() as session:
+            event = await self._transition(
+                session,
+                job_id,
+                Transition.CANCEL,
+                where=[JobRow.status == JobState.PENDING.value],
+                values={"complete_time": now, "estimated_completion_time": None},
+            )
+            if event is None:
+                event = await self._change(
+                    session,
+                    job_id,
+                    job_pb2.JOB_EVENT_TYPE_CANCEL_REQUESTED,
+                    where=[
+                        JobRow.status == JobState.RUNNING.value,
+                        JobRow.cancel_requested.is_(False),
+                    ],
+                    values={"cancel_requested": True},
+                )
+        if event is not None:
+            return event.job, event
+        job = await self.get(job_id)
+        if job.status in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED):
+            state = job_pb2.JobState.Name(job.status).removeprefix("JOB_STATE_").lower()
+            raise JobAlreadyFinished(f"job {job_id} already {state}", metadata={"id": job_id})
+        return job, None
+
+    # ---- worker side ----------------------------------------------------------------------
+
+    async def claim(
+        self, job_id: str, owner: str, lease_s: float
+    ) -> tuple[ClaimedJob, job_pb2.JobEvent] | None:
+        """Take the job for an attempt if it is PENDING and due, or RUNNING with an expired
+        lease; None if someone else has it or it is finished (a duplicate delivery)."""
+        now = self._clock()
+        async with self.db.writing() as session:
+            mean_run_s = await self._mean_run_s_for_job(session, job_id)
+            event = await self._transition(
+                session,
+                job_id,
+                Transition.CLAIM,
+                where=[
+                    or_(
+                        and_(
+                            JobRow.status == JobState.PENDING.value, JobRow.next_attempt_at <= now
+                        ),
+                        and_(
+                            JobRow.status == JobState.RUNNING.value,
+                            JobRow.lease_expires_at < now,
+                        ),
+                    )
+                ],
+                values={
+                    "lease_owner": owner,
+                    "lease_expires_at": now + timedelta(seconds=lease_s),
+                    "attempt": JobRow.attempt + 1,
+                    "start_time": func.coalesce(JobRow.start_time, now),
+                    "progress": 0.0,
+                    "estimated_completion_time": now + timedelta(seconds=mean_run_s),
+                },
+            )
+            if event is None:
+                return None
+            row = await session.get(JobRow, job_id)
+            assert row is not None  # the UPDATE above just matched it
+            claimed = ClaimedJob(
+                id=row.id,
+                model=row.model,
+                model_input=dict(row.model_input),
+                attempt=row.attempt,
+                prediction_id=row.prediction_id,
+                prediction_requested_at=row.prediction_requested_at,
+                cancel_requested=row.cancel_requested,
+                owner=owner,
+            )
+        return claimed, event
+
+    async def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
+        """Extend the lease; returns whether a cancellation was requested. Raises LeaseLost."""
+        now = self._clock()
+        async with self.db.writing() as session:
+            result = await session.execute(
+                update(JobRow)
+                .where(*self._held(job_id, owner))
+                .values(lease_expires_at=now + timedelta(seconds=lease_s))
+                .returning(JobRow.cancel_requested)
+                .execution_options(synchronize_session=False)
+            )
+            requested = result.scalar_one_or_none()
+        if requested is None:
+            raise LeaseLost(job_id)
+        return bool(requested)
+
+    async def mark_prediction_requested(self, job_id: str, owner: str) -> datetime:
+        """Record that a create call is about to be made (the id may never come back)."""
+        now = self._clock()
+        await self._set_held(job_id, owner, prediction_requested_at=now)
+        return now
+
+    async def set_prediction(self, job_id: str, owner: str, prediction_id: str | None) -> None:
+        """Store (or clear) the provider prediction of the job."""
+        values: dict[str, Any] = {"prediction_id": prediction_id}
+        if prediction_id is None:
+            values["prediction_requested_at"] = None
+        await self._set_held(job_id, owner, **values)
+
+    async def progress(self, job_id: str, owner: str, value: float) -> job_pb2.JobEvent | None:
+        """Raise the job's progress to ``value``; None if it was not higher."""
+        async with self.db.writing() as session:
+            event = await self._change(
+                session,
+                job_id,
+                job_pb2.JOB_EVENT_TYPE_PROGRESS,
+                where=[*self._held(job_id, owner), JobRow.progress < value],
+                values={"progress": value},
+            )
+        return event
+
+    async def succeed(self, job_id: str, owner: str, media: Sequence[NewMedia]) -> job_pb2.JobEvent:
+        """Record the media and SUCCEEDED in one transaction. Raises LeaseLost."""
+        now = self._clock()
+        async with self.db.writing() as session:
+            row = await session.get(JobRow, job_id)
+            if row is None or row.lease_owner != owner or row.status != JobState.RUNNING.value:
+                raise LeaseLost(job_id)
+            run_s = (now - (row.start_time or now)).total_seconds()
+            media_rows = [
+                MediaRow(id=str(uuid.uuid4()), job_id=job_id, create_time=now, **asdict(m))
+                for m in media
+            ]
+            session.add_all(media_rows)
+            event = await self._transition(
+                session,
+                job_id,
+                Transition.SUCCEED,
+                where=self._held(job_id, owner),
+                values=self._finished(now, progress=1.0, error=None),
+            )
+            if event is None:
+                raise LeaseLost(job_id)
+            await self._record_run_time(session, row.model, run_s, now)
+        return event
+
+    async def fail(
+        self, job_id: str, owner: str | None, error: status_pb2.Status
+    ) -> job_pb2.JobEvent:
+        """FAILED with ``error``. With ``owner``, only while holding the lease (else LeaseLost)."""
+        now = self._clock()
+        where = self._held(job_id, owner) if owner else []
+        async with self.db.writing() as session:
+            event = await self._transition(
+                session,
+                job_id,
+                Transition.FAIL,
+                where=where,
+                values=self._finished(now, error=error.SerializeToString()),
+            )
+        if event is None:
+            raise LeaseLost(job_id)
+        return event
+
+    async def retry(
+        self,
+        job_id: str,
+        owner: str,
+        error: status_pb2.Status,
+        delay_s: float,
+        *,
+        keep_prediction: bool,
+    ) -> job_pb2.JobEvent:
+        """Back to PENDING until ``delay_s`` from now, recording the transient error."""
+        now = self._clock()
+        values: dict[str, Any] = {
+            "error": error.SerializeToString(),
+            "next_attempt_at": now + timedelta(seconds=delay_s),
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "enqueued_at": None,
+        }
+        if not keep_prediction:
+            values |= {"prediction_id": None, "prediction_requested_at": None}
+        async with self.db.writing() as session:
+            event = await self._transition(
+                session, job_id, Transition.RETRY, where=self._held(job_id, owner), values=values
+            )
+        if event is None:
+            raise LeaseLost(job_id)
+        return event
+
+    async def release(self, job_id: str, owner: str) -> job_pb2.JobEvent | None:
+        """Hand a RUNNING job back (worker shutting down): PENDING and due at once, keeping its
+        prediction so the next worker resumes it. None if the lease was already lost."""
+        now = self._clock()
+        async with self.db.writing() as session:
+            return await self._transition(
+                session,
+                job_id,
+                Transition.RELEASE,
+                where=self._held(job_id, owner),
+                values={
+                    "next_attempt_at": now,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "enqueued_at": None,
+                },
+            )
+
+    async def finish_cancel(self, job_id: str, owner: str) -> job_pb2.JobEvent:
+        """The worker cancelled the prediction: RUNNING -> CANCELED."""
+        now = self._clock()
+        async with self.db.writing() as session:
+            event = await self._transition(
+                session,
+                job_id,
+                Transition.CANCEL,
+                where=self._held(job_id, owner),
+                values=self._finished(now),
+            )
+        if event is None:
+            raise LeaseLost(job_id)
+        return event
+
+    # ---- reconciler -----------------------------------------------------------------------
+
+    async def take_due(self, *, resend_after_s: float, limit: int = 500) -> list[str]:
+        """Ids of jobs that need a wake-up: PENDING and due, or RUNNING with an expired lease,
+        and not sent one in the last ``resend_after_s``. Each id is marked as sent by one
+        conditional UPDATE, so reconcilers in several processes never both send it."""
+        now = self._clock()
+        cutoff = now - timedelta(seconds=resend_after_s)
+        due = or_(
+            and_(JobRow.status == JobState.PENDING.value, JobRow.next_attempt_at <= now),
+            and_(JobRow.status == JobState.RUNNING.value, JobRow.lease_expires_at < now),
+        )
+        not_recent = or_(JobRow.enqueued_at.is_(None), JobRow.enqueued_at < cutoff)
+        async with self.db.reading() as session:
+            candidates = list(
+                (
+                    await session.scalars(
+                        select(JobRow.id)
+                        .where(due, not_recent)
+                        .order_by(JobRow.next_attempt_at)
+                        .limit(limit)
+                    )
+                ).all()
+            )
+        taken: list[str] = []
+        for job_id in candidates:
+            async with self.db.writing() as session:
+                result = await session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, due, not_recent)
+                    .values(enqueued_at=now)
+                    .returning(JobRow.id)
+                    .execution_options(synchronize_session=False)
+                )
+                if result.scalar_one_or_none() is not None:
+                    taken.append(job_id)
+        return taken
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    def _held(job_id: str, owner: str | None) -> list[ColumnElement[bool]]:
+        return [
+            JobRow.id == job_id,
+            JobRow.status == JobState.RUNNING.value,
+            JobRow.lease_owner == owner,
+        ]
+
+    @staticmethod
+    def _finished(
+        now: datetime, *, progress: float | None = None, error: bytes | None = None
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "complete_time": now,
+            "estimated_completion_time": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if progress is not None:
+            values["progress"] = progress
+        if error is not None or progress is not None:
+            values["error"] = error
+        return values
+
+    async def _set_held(self, job_id: str, owner: str, **values: Any) -> None:
+        async with self.db.writing() as session:
+            result = await session.execute(
+                update(JobRow)
+                .where(*self._held(job_id, owner))
+                .values(**values)
+                .returning(JobRow.id)
+                .execution_options(synchronize_session=False)
+            )
+            if result.scalar_one_or_none() is None:
+                raise LeaseLost(job_id)
+
+    async def _transition(
+        self,
+        session: AsyncSession,
+        job_id: str,
+        transition: Transition,
+        *,
+        where: Sequence[ColumnElement[bool]],
+        values: dict[str, Any],
+    ) -> job_pb2.JobEvent | None:
+        """Apply a state transition if the job is in one of its source states (and ``where``
+        holds); None if not. The target state comes from the pure state table."""
+        for source in sorted(sources(transition)):
+            target = next_state(source, transition)
+            event = await self._change(
+                session,
+                job_id,
+                job_pb2.JOB_EVENT_TYPE_STATE_CHANGED,
+                where=[JobRow.status == source.value, *where],
+                values={**values, "status": target.value},
+            )
+            if event is not None:
+                return event
+        return None
+
+    async def _change(
+        self,
+        session: AsyncSession,
+        job_id: str,
+        event_type: job_pb2.JobEventType.ValueType,
+        *,
+        where: Sequence[ColumnElement[bool]],
+        values: dict[str, Any],
+    ) -> job_pb2.JobEvent | None:
+        """One conditional UPDATE plus its event, or None if the condition did not hold."""
+        now = self._clock()
+        result = await session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, *where)
+            .values(**values, update_time=now, last_sequence=JobRow.last_sequence + 1)
+            .returning(JobRow.id)
+            .execution_options(synchronize_session=False)
+        )
+        if result.scalar_one_or_none() is None:
+            return None
+        row = await session.get(
+            JobRow, job_id, options=[selectinload(JobRow.media)], populate_existing=True
+        )
+        assert row is not None  # the UPDATE above just matched it
+        return self._add_event(session, row, row.media, event_type)
+
+    def _add_event(
+        self,
+        session: AsyncSession,
+        row: JobRow,
+        media: Sequence[MediaRow],
+        event_type: job_pb2.JobEventType.ValueType,
+    ) -> job_pb2.JobEvent:
+        event_row = JobEventRow(
+            job_id=row.id,
+            sequence=row.last_sequence,
+            type=EVENT_TYPES[event_type],
+            time=row.update_time,
+            snapshot=convert.job_to_proto(row, media).SerializeToString(),
+        )
+        session.add(event_row)
+        return _event_proto(event_row)
+
+    async def _mean_run_s(self, session: AsyncSession, model: str) -> float:
+        mean = await session.scalar(
+            select(ModelStatsRow.mean_run_s).where(ModelStatsRow.model == model)
+        )
+        return self._estimate_default_s if mean is None else float(mean)
+
+    async def _mean_run_s_for_job(self, session: AsyncSession, job_id: str) -> float:
+        model = await session.scalar(select(JobRow.model).where(JobRow.id == job_id))
+        return self._estimate_default_s if model is None else await self._mean_run_s(session, model)
+
+    async def _record_run_time(
+        self, session: AsyncSession, model: str, run_s: float, now: datetime
+    ) -> None:
+        result = await session.execute(
+            update(ModelStatsRow)
+            .where(ModelStatsRow.model == model)
+            .values(
+                mean_run_s=ModelStatsRow.mean_run_s * (1 - _EWMA_WEIGHT) + run_s * _EWMA_WEIGHT,
+                samples=ModelStatsRow.samples + 1,
+                update_time=now,
+            )
+            .returning(ModelStatsRow.model)
+            .execution_options(synchronize_session=False)
+        )
+        if result.scalar_one_or_none() is None:
+            try:
+                async with session.begin_nested():
+                    session.add(
+                        ModelStatsRow(model=model, mean_run_s=run_s, samples=1, update_time=now)
+                    )
+            except IntegrityError:
+                pass  # another worker recorded this model's first run at the same moment

@@ -1,0 +1,200 @@
+"""Validation of GenerateMedia requests, and the model input they become. Pure: no I/O.
+
+Every problem is reported at once, as ``google.rpc.BadRequest`` field violations with proto field
+paths, so a caller fixes a request in one round trip. Nothing is stored for a rejected request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format
+
+from mediagen.errors import FieldViolation, InvalidArgument
+from mediagen.v1 import job_pb2
+from mediagen.v1 import media_generation_service_pb2 as service_pb2
+
+MAX_PROMPT_CHARS = 2000
+MAX_LABELS = 32
+MAX_LABEL_VALUE_CHARS = 256
+MAX_EXTRA_INPUT_BYTES = 16 * 1024
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# owner/name, optionally :<64-hex version>, as Replicate spells model references.
+_MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(:[0-9a-f]{64})?$")
+
+#: (field, inclusive minimum, inclusive maximum) for the typed numeric parameters.
+_RANGES: tuple[tuple[str, float, float], ...] = (
+    ("width", 64, 4096),
+    ("height", 64, 4096),
+    ("num_outputs", 1, 4),
+    ("num_inference_steps", 1, 500),
+    ("guidance_scale", 0, 50),
+    ("seed", 0, 2**32 - 1),
+)
+
+_FORMATS = {
+    job_pb2.OUTPUT_FORMAT_UNSPECIFIED: "png",
+    job_pb2.OUTPUT_FORMAT_PNG: "png",
+    job_pb2.OUTPUT_FORMAT_JPEG: "jpg",
+    job_pb2.OUTPUT_FORMAT_WEBP: "webp",
+}
+DEFAULT_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated request: what the store persists and the worker sends to the provider."""
+
+    prompt: str
+    model: str
+    parameters: job_pb2.GenerationParameters
+    model_input: dict[str, Any]
+    request_id: str | None
+    labels: dict[str, str]
+
+
+def validate_generate(
+    request: service_pb2.GenerateMediaRequest,
+    *,
+    default_model: str,
+    allowed_models: Sequence[str],
+) -> JobSpec:
+    """Check ``request`` and build its :class:`JobSpec`; raises :class:`InvalidArgument`."""
+    violations: list[FieldViolation] = []
+    prompt = request.prompt
+    if not prompt.strip():
+        violations.append(FieldViolation("prompt", "must not be empty", "REQUIRED"))
+    elif len(prompt) > MAX_PROMPT_CHARS:
+        violations.append(
+            FieldViolation(
+                "prompt",
+                f"must be at most {MAX_PROMPT_CHARS} characters, got {len(prompt)}",
+                "TOO_LONG",
+            )
+        )
+
+    model = request.model.strip() or default_model
+    if not _MODEL.match(model):
+        violations.append(
+            FieldViolation("model", f"{model!r} is not an owner/name[:version] model reference")
+        )
+    elif model not in allowed_models:
+        violations.append(
+            FieldViolation(
+                "model",
+                f"{model!r} is not allowed here; allowed: {', '.join(allowed_models)}",
+                "MODEL_NOT_ALLOWED",
+            )
+        )
+
+    violations += _check_parameters(request.parameters)
+    violations += _check_labels(dict(request.labels))
+
+    request_id = request.request_id or None
+    if request_id is not None:
+        try:
+            request_id = str(uuid.UUID(request_id))
+        except ValueError:
+            violations.append(FieldViolation("request_id", "must be a UUID"))
+
+    if violations:
+        raise InvalidArgument(violations)
+    return JobSpec(
+        prompt=prompt,
+        model=model,
+        parameters=request.parameters,
+        model_input=model_input(prompt, request.parameters),
+        request_id=request_id,
+        labels=dict(request.labels),
+    )
+
+
+def _check_parameters(params: job_pb2.GenerationParameters) -> list[FieldViolation]:
+    violations = []
+    for name, low, high in _RANGES:
+        if params.HasField(name):  # type: ignore[arg-type]
+            value = getattr(params, name)
+            if not low <= value <= high:
+                violations.append(
+                    FieldViolation(
+                        f"parameters.{name}",
+                        f"must be between {low:g} and {high:g}, got {value:g}",
+                        "OUT_OF_RANGE",
+                    )
+                )
+    if len(params.negative_prompt) > MAX_PROMPT_CHARS:
+        violations.append(
+            FieldViolation(
+                "parameters.negative_prompt",
+                f"must be at most {MAX_PROMPT_CHARS} characters",
+                "TOO_LONG",
+            )
+        )
+    if params.output_format not in _FORMATS:
+        violations.append(
+            FieldViolation("parameters.output_format", f"unknown format {params.output_format}")
+        )
+    if params.HasField("extra_input"):
+        extra = json_format.MessageToDict(params.extra_input)
+        typed = {f.name for f in job_pb2.GenerationParameters.DESCRIPTOR.fields} | {"prompt"}
+        for key in sorted(set(extra) & typed):
+            violations.append(
+                FieldViolation(
+                    f"parameters.extra_input.{key}",
+                    "is a typed parameter; set it in parameters instead",
+                    "DUPLICATE_PARAMETER",
+                )
+            )
+        if len(json.dumps(extra)) > MAX_EXTRA_INPUT_BYTES:
+            violations.append(
+                FieldViolation(
+                    "parameters.extra_input",
+                    f"must be at most {MAX_EXTRA_INPUT_BYTES} bytes as JSON",
+                    "TOO_LONG",
+                )
+            )
+    return violations
+
+
+def _check_labels(labels: dict[str, str]) -> list[FieldViolation]:
+    violations = []
+    if len(labels) > MAX_LABELS:
+        violations.append(FieldViolation("labels", f"at most {MAX_LABELS} labels"))
+    for key, value in sorted(labels.items()):
+        if not _LABEL_KEY.match(key):
+            violations.append(
+                FieldViolation(
+                    f"labels[{key!r}]", "keys are 1-63 characters [a-z0-9_-] starting with a letter"
+                )
+            )
+        if len(value) > MAX_LABEL_VALUE_CHARS:
+            violations.append(
+                FieldViolation(
+                    f"labels[{key!r}]", f"values are at most {MAX_LABEL_VALUE_CHARS} characters"
+                )
+            )
+    return violations
+
+
+def model_input(prompt: str, params: job_pb2.GenerationParameters) -> dict[str, Any]:
+    """The provider input for a validated request: typed fields first, then extra_input."""
+    data: dict[str, Any] = {
+        "prompt": prompt,
+        "width": params.width if params.HasField("width") else DEFAULT_SIZE,
+        "height": params.height if params.HasField("height") else DEFAULT_SIZE,
+        "num_outputs": params.num_outputs if params.HasField("num_outputs") else 1,
+        "output_format": _FORMATS.get(params.output_format, "png"),
+    }
+    for name in ("num_inference_steps", "guidance_scale", "seed"):
+        if params.HasField(name):  # type: ignore[arg-type]
+            data[name] = getattr(params, name)
+    if params.negative_prompt:
+        data["negative_prompt"] = params.negative_prompt
+    if params.HasField("extra_input"):
+        data.update(json_format.MessageToDict(params.extra_input))
+    return data

@@ -1,0 +1,176 @@
+"""The processes mediagen runs as, one coroutine each; the CLI calls these.
+
+``serve`` is the embedded all-in-one (api + gateway + worker + reconciler, and the Replicate
+emulator when no token is set). ``api``, ``worker``, ``gateway`` and ``scheduler`` are the parts
+of the distributed set-up; ``migrate`` brings the database schema up to date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+from taskiq.receiver import Receiver
+
+from mediagen.api.server import GrpcServer, start_grpc_server
+from mediagen.api.servicer import MediaGenerationServicer
+from mediagen.config import Settings
+from mediagen.embedded import Embedded, reconciler_for
+from mediagen.jobs.migrate import upgrade
+from mediagen.providers.replicate import ReplicateProvider
+from mediagen.wiring import Core, build_provider, open_core
+from mediagen.worker.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+
+def _announce(message: str) -> None:
+    print(message, flush=True)
+
+
+async def _until_signalled() -> None:
+    """Return on the first SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+@contextlib.asynccontextmanager
+async def _background(*coroutines: object) -> AsyncIterator[list[asyncio.Task[None]]]:
+    tasks = [asyncio.create_task(c) for c in coroutines]  # type: ignore[arg-type]
+    try:
+        yield tasks
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def serve(settings: Settings) -> None:
+    """Run everything in one process until SIGTERM/SIGINT; print where it listens."""
+    app = Embedded(settings)
+    await app.start()
+    try:
+        if app.emulator is not None:
+            _announce(f"Replicate emulator on {app.emulator.base_url} (no REPLICATE_API_TOKEN set)")
+        _announce(f"gRPC listening on {app.grpc_target}")
+        _announce(f"HTTP listening on http://{settings.host}:{app.http_port} (API docs at /docs)")
+        _announce(f"data in {settings.data_dir.resolve()}")
+        await _until_signalled()
+        _announce("shutting down")
+    finally:
+        await app.stop()
+
+
+async def _stop_grpc(
+    server: GrpcServer, servicer: MediaGenerationServicer, settings: Settings
+) -> None:
+    await server.stop(settings.shutdown_grace_s, servicer)
+
+
+def _runner(core: Core) -> tuple[JobRunner, ReplicateProvider]:
+    provider = build_provider(core.settings)
+    runner = JobRunner(
+        core.settings, core.store, core.bus, provider, core.storage, requeue=core.enqueue
+    )
+    core.broker.state.handle_job = runner.handle
+    return runner, provider
+
+
+async def api(settings: Settings) -> None:
+    """Run the gRPC API (with health and reflection) until SIGTERM/SIGINT."""
+    async with open_core(settings, worker=False) as core:
+        servicer = MediaGenerationServicer(
+            settings, core.store, core.bus, core.storage, core.enqueue
+        )
+        server = await start_grpc_server(settings.host, settings.grpc_port, servicer=servicer)
+        _announce(f"gRPC listening on {settings.host}:{server.port}")
+        await _until_signalled()
+        await _stop_grpc(server, servicer, settings)
+
+
+async def worker(settings: Settings) -> None:
+    """Run a worker (and its reconciler) until SIGTERM/SIGINT, then drain."""
+    async with open_core(settings, worker=True) as core:
+        runner, provider = _runner(core)
+        health = None
+        if settings.worker_health_port:
+            health = await start_grpc_server(
+                settings.host, settings.worker_health_port, servicer=None
+            )
+        receiver = Receiver(
+            core.broker,
+            max_async_tasks=settings.worker_concurrency,
+            run_startup=False,
+            wait_tasks_timeout=settings.shutdown_grace_s,
+        )
+        finish = asyncio.Event()
+        listening = asyncio.create_task(receiver.listen(finish))
+        _announce(
+            f"worker {runner.owner} consuming {settings.queue_name}"
+            + (f"; health on {settings.host}:{health.port}" if health else "")
+        )
+        async with _background(reconciler_for(core).run_forever()):
+            stopped = asyncio.create_task(_until_signalled())
+            await asyncio.wait({listening, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if health is not None:
+                await health.health.enter_graceful_shutdown()
+            finish.set()
+            await runner.drain(settings.shutdown_grace_s)
+            listening.cancel()
+            stopped.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+        if health is not None:
+            await health.server.stop(1)
+        await provider.close()
+
+
+async def gateway(settings: Settings, grpc_target: str) -> None:
+    """Run the JSON/HTTP gateway in front of the gRPC API at ``grpc_target``."""
+    from mediagen.gateway import run_gateway
+
+    await run_gateway(settings, grpc_target)
+
+
+async def scheduler(settings: Settings) -> None:
+    """Run the reconciler alone (periodic re-enqueue of due and orphaned jobs)."""
+    async with open_core(settings, worker=False) as core:
+        _announce(f"reconciler every {settings.reconcile_interval_s:g}s")
+        async with _background(reconciler_for(core).run_forever()):
+            await _until_signalled()
+
+
+async def migrate(settings: Settings) -> None:
+    """Apply the Alembic migrations to the configured database."""
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await upgrade(settings.effective_database_url)
+    _announce("database schema is up to date")
+
+
+async def emulator(settings: Settings) -> None:
+    """Run the Replicate emulator alone."""
+    from mediagen.emulator import serve_emulator_forever
+
+    await serve_emulator_forever(settings)
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )

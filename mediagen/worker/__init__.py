@@ -1,0 +1,1 @@
+"""Workers: the Taskiq task, the job runner, the reconciler."""

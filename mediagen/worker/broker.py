@@ -1,0 +1,82 @@
+"""The Taskiq broker and the one task it carries: "wake up for job <id>".
+
+Embedded: ``InMemoryBroker`` (the task runs as an asyncio task in the same process).
+Distributed: ``RedisStreamBroker`` (acknowledged delivery). Either way a message only wakes a
+worker; the claim in the database decides who works (``../shared/reference/taskiq.md`` §10).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from taskiq import AsyncBroker, Context, InMemoryBroker, TaskiqDepends
+from taskiq_redis import RedisStreamBroker
+
+from mediagen.config import Settings
+
+TASK_NAME = "mediagen.run_job"
+CONSUMER_GROUP = "mediagen-workers"
+
+#: What the worker process registers on ``broker.state.handle_job``: run one job id, calling
+#: ``ack`` as soon as the job is claimed (or found taken or finished).
+JobHandler = Callable[[str, Callable[[], Awaitable[None]] | None], Awaitable[None]]
+
+
+def build_broker(settings: Settings) -> AsyncBroker:
+    """The broker for the configured mode, with the job task registered on it."""
+    broker: AsyncBroker
+    if settings.redis_url:
+        connection: dict[str, Any] = {"socket_keepalive": True, "health_check_interval": 30}
+        # redis-py 8 defaults to a 5 s socket timeout. On Python 3.11 a socket timeout makes a
+        # graceful worker shutdown hang (asyncio.wait_for loses the cancellation, gh-86296), so
+        # there we rely on keepalive instead; 3.12+ gets a timeout above the 2 s blocking read.
+        connection["socket_timeout"] = None if sys.version_info < (3, 12) else 10
+        broker = RedisStreamBroker(
+            settings.redis_url,
+            queue_name=settings.queue_name,
+            consumer_group_name=CONSUMER_GROUP,
+            xread_block=2000,
+            # Small batches: a consumer holds few undelivered messages if it dies.
+            xread_count=10,
+            # Only the short window between delivery and the claim relies on redelivery; the
+            # reconciler covers everything after the claim.
+            idle_timeout=120_000,
+            maxlen=None,  # trimming can drop unacknowledged messages
+            max_connection_pool_size=200,
+            **connection,
+        )
+    else:
+        broker = InMemoryBroker()
+    broker.register_task(run_job, task_name=TASK_NAME, ack_type="manual")
+    return broker
+
+
+async def run_job(job_id: str, context: Annotated[Context, TaskiqDepends()]) -> None:
+    """Taskiq task: hand the job id to this process's job runner."""
+    handler: JobHandler | None = getattr(context.state, "handle_job", None)
+
+    async def ack() -> None:
+        if context.is_ackable and not context.is_acked:
+            await context.ack()
+
+    if handler is None:
+        # A process without a runner (an API process) never consumes; acknowledge nothing so
+        # that a worker gets the message.
+        raise RuntimeError("no job runner in this process")
+    await handler(job_id, ack)
+
+
+async def enqueue(broker: AsyncBroker, job_id: str) -> None:
+    """Send a wake-up for ``job_id``."""
+    task = broker.find_task(TASK_NAME)
+    if task is None:
+        raise RuntimeError(f"task {TASK_NAME} is not registered")
+    await task.kicker().with_task_id(f"{job_id}:{_unique()}").kiq(job_id)
+
+
+def _unique() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:12]

@@ -1,0 +1,59 @@
+"""The reconciler: re-sends wake-ups for jobs that the queue lost or a dead worker left behind.
+
+Every ``interval_s`` it asks the store for PENDING jobs that are due and RUNNING jobs whose
+lease expired, not woken in the last ``resend_after_s``, and enqueues each. The store marks each
+id in a conditional UPDATE, so reconcilers in several processes never both send one; even if
+they did, the claim lets only one worker run it. With it, losing every queue message (a Redis
+restart) delays jobs but loses none. Every worker runs one; ``mediagen scheduler`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from mediagen.errors import Unavailable
+from mediagen.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: JobStore,
+        enqueue: Callable[[str], Awaitable[None]],
+        *,
+        interval_s: float,
+        resend_after_s: float,
+    ) -> None:
+        self.store = store
+        self.enqueue = enqueue
+        self.interval_s = interval_s
+        self.resend_after_s = resend_after_s
+
+    async def run_once(self, *, resend_after_s: float | None = None) -> int:
+        """One pass; returns how many jobs were re-sent."""
+        after = self.resend_after_s if resend_after_s is None else resend_after_s
+        job_ids = await self.store.take_due(resend_after_s=after)
+        sent = 0
+        for job_id in job_ids:
+            try:
+                await self.enqueue(job_id)
+                sent += 1
+            except Exception as exc:  # the queue is down: the next pass tries again
+                log.warning("reconciler could not enqueue job=%s: %s", job_id, exc)
+        if sent:
+            log.info("reconciler re-sent %d job(s)", sent)
+        return sent
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Unavailable as exc:
+                log.warning("reconciler: %s", exc)
+            except Exception:  # keep reconciling whatever one pass hit
+                log.exception("reconciler pass failed")
+            await asyncio.sleep(self.interval_s)

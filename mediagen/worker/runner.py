@@ -1,0 +1,433 @@
+"""The job runner: one attempt of one job, in named steps.
+
+    claim ─▶ predict (resume the stored prediction, or create one and store its id first)
+          ─▶ poll (progress events from the logs; cancel upstream when asked)
+          ─▶ store outputs (streamed into storage) ─▶ media rows + SUCCEEDED in one transaction
+
+Failures: transient ones (network, 5xx, 429, storage hiccups, timeouts) send the job back to
+PENDING with a jittered exponential delay (honouring Retry-After) until ``max_attempts``;
+permanent ones (the model failed, bad input, output too large) fail the job. A lost lease stops
+the attempt without writing anything. On shutdown a running attempt hands its job back at once,
+keeping the prediction for the next worker to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from google.rpc import code_pb2, status_pb2
+
+from mediagen.backoff import retry_delay
+from mediagen.config import Settings
+from mediagen.events.bus import EventBus
+from mediagen.jobs.progress import ProgressTracker
+from mediagen.jobs.store import ClaimedJob, JobStore, LeaseLost, NewMedia
+from mediagen.media.inspect import OutputTooLarge, inspect_stream
+from mediagen.providers.base import Prediction, PredictionStatus, Provider, ProviderError
+from mediagen.storage.base import Storage, StorageError
+from mediagen.v1 import job_pb2
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+#: Consecutive failed polls tolerated before the attempt gives up (and retries later).
+MAX_POLL_ERRORS = 5
+#: Smallest progress rise worth an event.
+PROGRESS_STEP = 0.01
+
+
+class _Transient(Exception):
+    """This attempt failed but another may succeed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        keep_prediction: bool = True,
+        code: int = code_pb2.UNAVAILABLE,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.keep_prediction = keep_prediction
+        self.code = code
+
+
+class _Permanent(Exception):
+    """The job cannot succeed."""
+
+    def __init__(self, message: str, *, code: int = code_pb2.ABORTED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def worker_id() -> str:
+    """A lease owner name unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Attempt:
+    job: ClaimedJob
+    cancel: asyncio.Event
+    started: float
+
+
+class JobRunner:
+    """Runs jobs for one worker process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        bus: EventBus,
+        provider: Provider,
+        storage: Storage,
+        *,
+        requeue: Callable[[str], Awaitable[None]],
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.provider = provider
+        self.storage = storage
+        self.owner = owner or worker_id()
+        self._requeue = requeue
+        self._slots = asyncio.Semaphore(settings.worker_concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def handle(self, job_id: str, ack: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Entry point of the queue task: claim the job and run an attempt if it is ours."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            async with self._slots:
+                try:
+                    claimed = await self.store.claim(job_id, self.owner, self.settings.lease_s)
+                finally:
+                    if ack is not None:
+                        await ack()
+                if claimed is None:
+                    log.debug("job=%s not claimable (taken, finished or not due)", job_id)
+                    return
+                job, event = claimed
+                await self.bus.publish(event)
+                log.info("job=%s pending→running try=%d", job.id, job.attempt)
+                await self._run(job)
+        finally:
+            self._running.discard(task)
+
+    async def drain(self, grace_s: float) -> None:
+        """Wait up to ``grace_s`` for running attempts, then cancel the rest (they hand their
+        jobs back)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+
+    # ---- one attempt ----------------------------------------------------------------------
+
+    async def _run(self, job: ClaimedJob) -> None:
+        attempt = _Attempt(job, asyncio.Event(), time.monotonic())
+        if job.cancel_requested:
+            attempt.cancel.set()
+        if job.attempt > self.settings.max_attempts:
+            await self._fail(job, code_pb2.ABORTED, "gave up: every attempt failed or timed out")
+            return
+        try:
+            async with self._keep_lease(attempt), self._watch_cancel(attempt):
+                await asyncio.wait_for(self._attempt(attempt), self.settings.job_timeout_s)
+        except LeaseLost:
+            log.warning("job=%s lease lost; another worker has it", job.id)
+        except asyncio.CancelledError:
+            await self._shielded(self.store.release(job.id, self.owner))
+            log.info("job=%s running→pending (worker stopping)", job.id)
+            raise
+        except TimeoutError:
+            await self._retry(job, _Transient("attempt timed out", code=code_pb2.DEADLINE_EXCEEDED))
+        except _Transient as exc:
+            await self._retry(job, exc)
+        except _Permanent as exc:
+            await self._fail(job, exc.code, str(exc))
+        except Exception as exc:  # a bug must not kill the worker; the job retries, bounded
+            log.exception("job=%s attempt crashed", job.id)
+            await self._retry(job, _Transient(f"internal error: {type(exc).__name__}"))
+
+    async def _attempt(self, attempt: _Attempt) -> None:
+        job = attempt.job
+        prediction = await self._start_prediction(attempt)
+        prediction = await self._poll(attempt, prediction)
+        status = prediction.status
+        if attempt.cancel.is_set():
+            # Cancelled by a caller: the job ends CANCELED even if the prediction got done first.
+            await self._finish_cancel(job, prediction)
+        elif status is PredictionStatus.SUCCEEDED:
+            await self._store_outputs(attempt, prediction)
+        elif status is PredictionStatus.FAILED:
+            raise _Permanent(f"the model failed: {prediction.error or 'no error given'}")
+        elif status is PredictionStatus.CANCELED:
+            raise _Permanent("the prediction was canceled at the provider", code=code_pb2.CANCELLED)
+        else:  # aborted: its deadline passed before it started; unbilled, so start afresh
+            raise _Transient("the provider aborted the prediction", keep_prediction=False)
+
+    async def _start_prediction(self, attempt: _Attempt) -> Prediction:
+        """Resume the job's prediction, or create one, storing its id before anything else."""
+        job = attempt.job
+        try:
+            if job.prediction_id is not None:
+                return await self.provider.get(job.prediction_id)
+            if job.prediction_requested_at is not None:
+                # A create was sent but its id never stored (crash, or no answer): it may exist.
+                found = await self.provider.find_recent(
+                    job.model, job.model_input, job.prediction_requested_at - timedelta(seconds=5)
+                )
+                if found is not None:
+                    await self._shielded(self.store.set_prediction(job.id, self.owner, found.id))
+                    log.info("job=%s recovered prediction=%s", job.id, found.id)
+                    return found
+            await self._shielded(self.store.mark_prediction_requested(job.id, self.owner))
+            try:
+                prediction = await self.provider.create(job.model, job.model_input)
+            except ProviderError as exc:
+                if not exc.ambiguous:
+                    await self._shielded(self.store.set_prediction(job.id, self.owner, None))
+                raise
+            await self._shielded(self.store.set_prediction(job.id, self.owner, prediction.id))
+            log.info("job=%s prediction=%s created", job.id, prediction.id)
+            return prediction
+        except ProviderError as exc:
+            raise self._translate(exc) from exc
+
+    async def _poll(self, attempt: _Attempt, prediction: Prediction) -> Prediction:
+        """Follow the prediction to a final state, recording progress; cancel when asked."""
+        job = attempt.job
+        tracker = ProgressTracker()
+        delay = self.settings.poll_interval_s
+        errors = 0
+        cancel_sent = False
+        while True:
+            await self._record_progress(job, tracker.update(prediction.logs))
+            if prediction.status.terminal:
+                return prediction
+            if attempt.cancel.is_set() and not cancel_sent:
+                cancel_sent = True
+                with contextlib.suppress(ProviderError):  # best effort; keep polling anyway
+                    prediction = await self.provider.cancel(prediction.id)
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(attempt.cancel.wait(), delay)
+            delay = min(delay * 1.5, self.settings.poll_interval_max_s)
+            try:
+                prediction = await self.provider.get(prediction.id)
+                errors = 0
+            except ProviderError as exc:
+                errors += 1
+                if not exc.transient or errors >= MAX_POLL_ERRORS:
+                    raise self._translate(exc) from exc
+                log.warning("job=%s poll failed (%s); retrying", job.id, exc)
+
+    async def _record_progress(self, job: ClaimedJob, value: float | None) -> None:
+        if value is None:
+            return
+        event = await self.store.progress(job.id, self.owner, round(value, 4))
+        if event is not None:
+            await self.bus.publish(event)
+
+    async def _store_outputs(self, attempt: _Attempt, prediction: Prediction) -> None:
+        job = attempt.job
+        if not prediction.output_urls:
+            raise _Permanent("the model succeeded but returned no output")
+        media: list[NewMedia] = []
+        for position, url in enumerate(prediction.output_urls):
+            media.append(await self._copy_output(job, position, url))
+        event = await self._shielded(self.store.succeed(job.id, self.owner, media))
+        await self.bus.publish(event)
+        log.info(
+            "job=%s running→succeeded try=%d %.2fs",
+            job.id,
+            job.attempt,
+            time.monotonic() - attempt.started,
+        )
+
+    async def _copy_output(self, job: ClaimedJob, position: int, url: str) -> NewMedia:
+        """Stream one output from the provider into storage, inspecting it on the way."""
+        try:
+            inspected = await inspect_stream(
+                self.provider.download(url), max_bytes=self.settings.max_output_bytes
+            )
+            key = f"{job.id}/{position}.{inspected.format.extension}"
+            stored = await self.storage.put_stream(
+                key, inspected, content_type=inspected.format.mime_type
+            )
+            info = inspected.result()
+        except OutputTooLarge as exc:
+            raise _Permanent(str(exc), code=code_pb2.OUT_OF_RANGE) from exc
+        except ProviderError as exc:
+            raise self._translate(exc) from exc
+        except StorageError as exc:
+            if exc.transient:
+                raise _Transient(f"storage: {exc}") from exc
+            raise _Permanent(f"storage: {exc}", code=code_pb2.INTERNAL) from exc
+        return NewMedia(
+            position=position,
+            kind=info.kind.value if info.kind else "",
+            mime_type=info.mime_type,
+            storage_key=key,
+            width=info.width or 0,
+            height=info.height or 0,
+            size_bytes=stored.size_bytes,
+            sha256=info.sha256,
+        )
+
+    async def _finish_cancel(self, job: ClaimedJob, prediction: Prediction) -> None:
+        if not prediction.status.terminal:
+            with contextlib.suppress(ProviderError):
+                await self.provider.cancel(prediction.id)
+        event = await self._shielded(self.store.finish_cancel(job.id, self.owner))
+        await self.bus.publish(event)
+        log.info("job=%s running→canceled", job.id)
+
+    # ---- outcomes -------------------------------------------------------------------------
+
+    async def _retry(self, job: ClaimedJob, exc: _Transient) -> None:
+        error = status_pb2.Status(code=exc.code, message=str(exc))
+        if job.attempt >= self.settings.max_attempts:
+            await self._fail(job, exc.code, f"gave up after {job.attempt} attempts: {exc}")
+            return
+        delay = retry_delay(
+            job.attempt,
+            self.settings.retry_base_s,
+            self.settings.retry_max_s,
+            retry_after_s=exc.retry_after_s,
+        )
+        try:
+            event = await self._shielded(
+                self.store.retry(
+                    job.id, self.owner, error, delay, keep_prediction=exc.keep_prediction
+                )
+            )
+        except LeaseLost:
+            return
+        await self.bus.publish(event)
+        log.info(
+            "job=%s running→pending try=%d retry in %.1fs: %s", job.id, job.attempt, delay, exc
+        )
+        # Wake ourselves when it is due; the reconciler is the fallback if this process dies.
+        self._timers[job.id] = asyncio.get_running_loop().call_later(delay, self._wake, job.id)
+
+    def _wake(self, job_id: str) -> None:
+        self._timers.pop(job_id, None)
+        task = asyncio.ensure_future(self._requeue(job_id))
+        task.add_done_callback(_log_failure)
+
+    async def _fail(self, job: ClaimedJob, code: int, message: str) -> None:
+        try:
+            event = await self._shielded(
+                self.store.fail(job.id, self.owner, status_pb2.Status(code=code, message=message))
+            )
+        except LeaseLost:
+            return
+        await self.bus.publish(event)
+        log.info("job=%s running→failed try=%d: %s", job.id, job.attempt, message)
+
+    @staticmethod
+    def _translate(exc: ProviderError) -> Exception:
+        if exc.transient:
+            return _Transient(f"provider: {exc}", retry_after_s=exc.retry_after_s)
+        return _Permanent(f"provider: {exc}", code=code_pb2.FAILED_PRECONDITION)
+
+    # ---- lease and cancellation -------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _keep_lease(self, attempt: _Attempt) -> AsyncIterator[None]:
+        """Renew the lease in the background; a lost lease cancels the attempt."""
+        current = asyncio.current_task()
+        assert current is not None
+        lost = False
+
+        async def renew() -> None:
+            nonlocal lost
+            while True:
+                await asyncio.sleep(self.settings.lease_s / 3)
+                try:
+                    if await self.store.renew(attempt.job.id, self.owner, self.settings.lease_s):
+                        attempt.cancel.set()
+                except LeaseLost:
+                    lost = True
+                    current.cancel()
+                    return
+                except Exception as exc:  # database hiccup: try again at the next tick
+                    log.warning("job=%s lease renewal failed: %s", attempt.job.id, exc)
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if lost:
+                raise LeaseLost(attempt.job.id) from None
+            raise
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    @contextlib.asynccontextmanager
+    async def _watch_cancel(self, attempt: _Attempt) -> AsyncIterator[None]:
+        """Set ``attempt.cancel`` as soon as a CANCEL_REQUESTED event arrives on the bus (the
+        lease renewal notices it too, more slowly, if the bus loses the message)."""
+        async with self.bus.subscribe(attempt.job.id) as subscription:
+
+            async def watch() -> None:
+                while True:
+                    event = await subscription.get()
+                    if event is not None and event.job.cancel_requested:
+                        attempt.cancel.set()
+                        return
+
+            watcher = asyncio.create_task(watch())
+            try:
+                yield
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    @staticmethod
+    async def _shielded(write: Awaitable[_T]) -> _T:
+        """Run a write that must land even if the attempt is being cancelled (arq's pattern)."""
+        return await asyncio.shield(write)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("re-enqueue failed (the reconciler will retry): %s", task.exception())
+
+
+def terminal(event: job_pb2.JobEvent) -> bool:
+    return event.job.status in (
+        job_pb2.JOB_STATE_SUCCEEDED,
+        job_pb2.JOB_STATE_FAILED,
+        job_pb2.JOB_STATE_CANCELED,
+    )
