@@ -1,0 +1,191 @@
+"""deploy/k8s: renders with kustomize, validates against the Kubernetes schemas (strict), and
+holds together: probes on the ports the app serves, settings the app accepts, non-root pods."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.support import (
+    K8S_VERSIONS,
+    ROLES,
+    ROOT,
+    app_setting_names,
+    run,
+    settings_from,
+    tool,
+)
+
+Objects = list[dict[str, Any]]
+
+
+def _one(objects: Objects, kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}"
+    return found[0]
+
+
+def _pod(objects: Objects, kind: str, name: str) -> dict[str, Any]:
+    pod: dict[str, Any] = _one(objects, kind, name)["spec"]["template"]["spec"]
+    return pod
+
+
+def _env(objects: Objects) -> dict[str, str]:
+    config = _one(objects, "ConfigMap", "mediagen-config")["data"]
+    secret = _one(objects, "Secret", "mediagen-secrets")["stringData"]
+    return {**config, **secret}
+
+
+def _grpc_service_name() -> str:
+    proto = (ROOT / "proto/mediagen/v1/media_generation_service.proto").read_text()
+    package = re.search(r"^package\s+([\w.]+);", proto, re.M)
+    service = re.search(r"^service\s+(\w+)", proto, re.M)
+    assert package and service
+    return f"{package.group(1)}.{service.group(1)}"
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_schemas(k8s_rendered: Path, version: str) -> None:
+    run(
+        tool("kubernetes-validate"),
+        "--strict",
+        "--quiet",
+        "--kubernetes-version",
+        version,
+        str(k8s_rendered),
+    )
+
+
+def test_inventory(k8s_objects: Objects) -> None:
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in k8s_objects)
+    for expected in [
+        ("ConfigMap", "mediagen-config"),
+        ("Secret", "mediagen-secrets"),
+        ("Deployment", "mediagen-api"),
+        ("Deployment", "mediagen-worker"),
+        ("Deployment", "mediagen-gateway"),
+        ("Service", "mediagen-api"),
+        ("Service", "mediagen-gateway"),
+        ("Job", "mediagen-migrate"),
+        ("HorizontalPodAutoscaler", "mediagen-worker"),
+        ("PodDisruptionBudget", "mediagen-api"),
+        ("PodDisruptionBudget", "mediagen-worker"),
+        ("PodDisruptionBudget", "mediagen-gateway"),
+    ]:
+        assert expected in kinds
+    for obj in k8s_objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") == "mediagen", obj["metadata"]["name"]
+
+
+def test_secret_holds_only_placeholders(k8s_objects: Objects) -> None:
+    secret = _one(k8s_objects, "Secret", "mediagen-secrets")
+    assert "data" not in secret
+    for key, value in secret["stringData"].items():
+        assert "CHANGE-ME" in value, f"{key}: the committed Secret holds placeholders only"
+
+
+def test_settings_are_accepted(k8s_objects: Objects) -> None:
+    env = _env(k8s_objects)
+    unknown = set(env) - app_setting_names()
+    assert not unknown, f"variables the app never reads: {sorted(unknown)}"
+    settings, _ = settings_from(env)
+    assert settings.distributed and settings.storage_type == "s3"
+    assert settings.effective_database_url.startswith("postgresql+asyncpg://")
+    assert settings.host == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("Deployment", "mediagen-api"),
+        ("Deployment", "mediagen-worker"),
+        ("Deployment", "mediagen-gateway"),
+        ("Job", "mediagen-migrate"),
+    ],
+)
+def test_pods_are_locked_down(k8s_objects: Objects, kind: str, name: str) -> None:
+    pod = _pod(k8s_objects, kind, name)
+    images = {
+        c["image"]
+        for o in k8s_objects
+        if o["kind"] in {"Deployment", "Job"}
+        for c in o["spec"]["template"]["spec"]["containers"]
+    }
+    assert len(images) == 1, f"one image for every role, got {images}"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    settings, _ = settings_from(_env(k8s_objects))
+    for container in pod["containers"]:
+        assert container["args"][0] in ROLES
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        for bound in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(container["resources"][bound])
+        assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/tmp"}
+        refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+        assert refs == {"mediagen-config", "mediagen-secrets"}
+    if kind == "Deployment":
+        assert pod["terminationGracePeriodSeconds"] > settings.shutdown_grace_s + 5
+
+
+def _container(objects: Objects, name: str) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = _pod(objects, "Deployment", name)["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def test_api_probes_are_native_grpc(k8s_objects: Objects) -> None:
+    settings, _ = settings_from(_env(k8s_objects))
+    api = _container(k8s_objects, "mediagen-api")
+    assert api["args"] == ["api"]
+    assert [p["containerPort"] for p in api["ports"]] == [settings.grpc_port]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert api[probe]["grpc"]["port"] == settings.grpc_port
+    assert api["readinessProbe"]["grpc"]["service"] == _grpc_service_name()
+    service = _one(k8s_objects, "Service", "mediagen-api")
+    assert service["spec"]["ports"][0]["port"] == settings.grpc_port
+    assert (
+        service["spec"]["selector"]
+        == _one(k8s_objects, "Deployment", "mediagen-api")["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_worker_probes_are_native_grpc(k8s_objects: Objects) -> None:
+    settings, _ = settings_from(_env(k8s_objects))
+    port = settings.worker_health_port
+    worker = _container(k8s_objects, "mediagen-worker")
+    assert worker["args"] == ["worker"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert worker[probe]["grpc"]["port"] == port
+    hpa = _one(k8s_objects, "HorizontalPodAutoscaler", "mediagen-worker")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "mediagen-worker",
+    }
+
+
+def test_gateway_probes_and_target(k8s_objects: Objects) -> None:
+    settings, _ = settings_from(_env(k8s_objects))
+    gateway = _container(k8s_objects, "mediagen-gateway")
+    assert gateway["args"] == ["gateway", "--grpc-target", f"mediagen-api:{settings.grpc_port}"]
+    (port,) = gateway["ports"]
+    assert port["containerPort"] == settings.http_port
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/api/v1/health"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert gateway[probe]["httpGet"]["port"] == port["name"]
+
+
+def test_disruption_budgets_match_pods(k8s_objects: Objects) -> None:
+    for name in ("mediagen-api", "mediagen-worker", "mediagen-gateway"):
+        pdb = _one(k8s_objects, "PodDisruptionBudget", name)
+        labels = _one(k8s_objects, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
