@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
 from typing import Any
 
 import grpc
@@ -60,6 +61,9 @@ class Embedded:
     async def _start(self) -> None:
         stack = self._stack
         settings = self.settings
+        if self.with_gateway and settings.http_port == 0:
+            # Media URLs name the HTTP port, so pick a free one before anything is built.
+            settings = settings.replace(http_port=_free_port(settings.host))
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade(settings.effective_database_url)
         if not settings.replicate_api_token:
@@ -95,7 +99,7 @@ class Embedded:
         from mediagen.emulator import EmulatorConfig, start_emulator
 
         token = f"r8_emulated_{secrets.token_hex(8)}"
-        config = EmulatorConfig(latency_s=settings.emulator_latency_s, api_token=token)
+        config = EmulatorConfig.from_settings(settings.replace(replicate_api_token=token))
         self.emulator = await start_emulator(config, host="127.0.0.1", port=settings.emulator_port)
         self._stack.push_async_callback(self.emulator.stop)
         return settings.replace(
@@ -120,6 +124,12 @@ class Embedded:
     async def stop(self) -> None:
         """Stop taking calls, let running work finish (up to the grace period), close all."""
         await self._stack.aclose()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

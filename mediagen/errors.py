@@ -97,7 +97,7 @@ class MediagenError(Exception):
         packed = []
         for message in [info, *self.details()]:
             detail = any_pb2.Any()
-            detail.Pack(message)  # type: ignore[arg-type]
+            detail.Pack(message)
             packed.append(detail)
         return status_pb2.Status(code=self.grpc_code.value[0], message=self.message, details=packed)
 

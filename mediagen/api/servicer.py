@@ -182,7 +182,7 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
 
         if offset_paging:
             per_page = request.per_page or DEFAULT_PER_PAGE
-            page = await self.store.list(
+            page = await self.store.list_jobs(
                 status=status, limit=per_page, offset=(max(request.page, 1) - 1) * per_page
             )
             next_token = ""
@@ -193,7 +193,7 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
                 else None
             )
             limit = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-            page = await self.store.list(status=status, limit=limit, cursor=cursor)
+            page = await self.store.list_jobs(status=status, limit=limit, cursor=cursor)
             next_token = (
                 encode_token(page.next_cursor, self.settings.secret_key) if page.next_cursor else ""
             )
@@ -222,6 +222,8 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
                     yield pb.WatchJobResponse(event=event)
                     if event.job.status in _TERMINAL:
                         return
+                if not backlog and (await self.store.get(job_id)).status in _TERMINAL:
+                    return  # the caller has already seen everything, the end included
                 backlog = await self._next_events(job_id, last, subscription)
 
     async def _next_events(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 from mediagen.v1 import job_pb2
@@ -53,13 +53,9 @@ class EventBus(Protocol):
         a delivery problem (the store is the truth)."""
         ...
 
-    def subscribe(self, job_id: str) -> AbstractSubscriptionContext: ...
-
-
-class AbstractSubscriptionContext(Protocol):
-    async def __aenter__(self) -> Subscription: ...
-
-    async def __aexit__(self, *exc: object) -> None: ...
+    def subscribe(self, job_id: str) -> AbstractAsyncContextManager[Subscription]:
+        """Receive the job's events while the context is open."""
+        ...
 
 
 class LocalFanout:
@@ -117,5 +113,5 @@ class InProcessBus:
         finally:
             self._fanout.remove(job_id, sub)
 
-    def subscribe(self, job_id: str) -> AbstractSubscriptionContext:
+    def subscribe(self, job_id: str) -> AbstractAsyncContextManager[Subscription]:
         return self._subscribe(job_id)

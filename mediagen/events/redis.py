@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from mediagen.events.bus import AbstractSubscriptionContext, LocalFanout, Subscription
+from mediagen.events.bus import LocalFanout, Subscription
 from mediagen.v1 import job_pb2
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class RedisBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._redis.aclose()
 
     async def publish(self, event: job_pb2.JobEvent) -> None:
@@ -70,7 +70,7 @@ class RedisBus:
                     async with self._lock:
                         await self._pubsub.unsubscribe(self._channel(job_id))
 
-    def subscribe(self, job_id: str) -> AbstractSubscriptionContext:
+    def subscribe(self, job_id: str) -> AbstractAsyncContextManager[Subscription]:
         return self._subscribe(job_id)
 
     async def _read(self) -> None:

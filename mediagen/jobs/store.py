@@ -173,7 +173,7 @@ class JobStore:
                 raise MediaNotFound(media_id)
             return convert.media_to_proto(row)
 
-    async def list(
+    async def list_jobs(
         self,
         *,
         status: JobState | None,

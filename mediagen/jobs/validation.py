@@ -191,7 +191,7 @@ def model_input(prompt: str, params: job_pb2.GenerationParameters) -> dict[str, 
         "output_format": _FORMATS.get(params.output_format, "png"),
     }
     for name in ("num_inference_steps", "guidance_scale", "seed"):
-        if params.HasField(name):  # type: ignore[arg-type]
+        if params.HasField(name):
             data[name] = getattr(params, name)
     if params.negative_prompt:
         data["negative_prompt"] = params.negative_prompt

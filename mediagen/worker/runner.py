@@ -224,20 +224,27 @@ class JobRunner:
         """Follow the prediction to a final state, recording progress; cancel when asked."""
         job = attempt.job
         tracker = ProgressTracker()
+        reported = 0.0
         delay = self.settings.poll_interval_s
         errors = 0
         cancel_sent = False
         while True:
-            await self._record_progress(job, tracker.update(prediction.logs))
+            tracker = tracker.observe(prediction.logs)
+            if tracker.value >= reported + PROGRESS_STEP:
+                reported = tracker.value
+                await self._record_progress(job, reported)
             if prediction.status.terminal:
                 return prediction
-            if attempt.cancel.is_set() and not cancel_sent:
-                cancel_sent = True
-                with contextlib.suppress(ProviderError):  # best effort; keep polling anyway
-                    prediction = await self.provider.cancel(prediction.id)
-                    continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(attempt.cancel.wait(), delay)
+            if attempt.cancel.is_set():
+                if not cancel_sent:
+                    cancel_sent = True
+                    with contextlib.suppress(ProviderError):  # best effort; keep polling anyway
+                        prediction = await self.provider.cancel(prediction.id)
+                        continue
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):  # a cancel request cuts the wait short
+                    await asyncio.wait_for(attempt.cancel.wait(), delay)
             delay = min(delay * 1.5, self.settings.poll_interval_max_s)
             try:
                 prediction = await self.provider.get(prediction.id)
@@ -248,9 +255,7 @@ class JobRunner:
                     raise self._translate(exc) from exc
                 log.warning("job=%s poll failed (%s); retrying", job.id, exc)
 
-    async def _record_progress(self, job: ClaimedJob, value: float | None) -> None:
-        if value is None:
-            return
+    async def _record_progress(self, job: ClaimedJob, value: float) -> None:
         event = await self.store.progress(job.id, self.owner, round(value, 4))
         if event is not None:
             await self.bus.publish(event)

@@ -50,7 +50,7 @@ async def test_request_id_returns_the_first_job(store: JobStore) -> None:
     again, none = await store.create(spec(prompt="different", request_id=rid))
     assert event is not None and none is None
     assert again.id == first.id
-    assert (await store.list(status=None, limit=10)).total_size == 1
+    assert (await store.list_jobs(status=None, limit=10)).total_size == 1
 
 
 async def test_concurrent_duplicate_requests_make_one_job(store: JobStore) -> None:
@@ -156,12 +156,12 @@ async def test_take_due_hands_each_job_to_one_reconciler(store: JobStore) -> Non
 async def test_list_pages_newest_first_with_filter(store: JobStore) -> None:
     ids = [(await store.create(spec(f"job {i}")))[0].id for i in range(7)]
     assert await store.claim(ids[0], "w", 30)
-    page = await store.list(status=None, limit=3)
+    page = await store.list_jobs(status=None, limit=3)
     assert page.total_size == 7 and [j.id for j in page.jobs] == ids[::-1][:3]
     assert page.next_cursor is not None
-    rest = await store.list(status=None, limit=10, cursor=page.next_cursor)
+    rest = await store.list_jobs(status=None, limit=10, cursor=page.next_cursor)
     assert [j.id for j in rest.jobs] == ids[::-1][3:] and rest.next_cursor is None
-    running = await store.list(status=JobState.RUNNING, limit=10)
+    running = await store.list_jobs(status=JobState.RUNNING, limit=10)
     assert [j.id for j in running.jobs] == [ids[0]] and running.total_size == 1
-    offset = await store.list(status=None, limit=2, offset=2)
+    offset = await store.list_jobs(status=None, limit=2, offset=2)
     assert [j.id for j in offset.jobs] == ids[::-1][2:4]

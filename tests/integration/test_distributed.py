@@ -1,0 +1,174 @@
+"""Issue 4: the distributed set-up as separate OS processes on the machine's real PostgreSQL
+and Redis, an S3 server (moto) and the Replicate emulator: two API processes, two workers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import aioboto3
+import grpc
+import httpx
+import pytest
+
+from mediagen.config import S3Settings
+from mediagen.v1 import job_pb2
+from mediagen.v1 import media_generation_service_pb2 as pb
+from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
+from tests.fixtures.processes import Cluster, Proc, free_port, wait_for_grpc_health, wait_for_http
+from tests.fixtures.s3 import make_s3_settings
+
+TOKEN = "r8_distributed_test_token"
+LEASE_S = 4.0
+RECONCILE_S = 1.0
+LATENCY_S = 2.0
+
+
+@dataclass
+class Deployment:
+    cluster: Cluster
+    apis: list[str]
+    workers: list[Proc]
+    emulator_url: str
+    s3: S3Settings
+
+    def stats(self) -> dict[str, object]:
+        stats: dict[str, object] = httpx.get(f"{self.emulator_url}/_emulator/stats").json()
+        return stats
+
+
+@pytest.fixture
+def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[Deployment]:
+    from tests.fixtures.database import _truncate
+
+    asyncio.run(_truncate(postgres_url))
+    s3 = make_s3_settings(s3_server)
+    emulator_port = free_port()
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    cluster.env |= {
+        "DATABASE_URL": postgres_url,
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "STORAGE_TYPE": "s3",
+        "S3_ENDPOINT_URL": s3_server,
+        "S3_BUCKET_NAME": s3.bucket,
+        "S3_ACCESS_KEY_ID": "testing",
+        "S3_SECRET_ACCESS_KEY": "testing",
+        "S3_ADDRESSING_STYLE": "path",
+        "S3_CREATE_BUCKET": "true",
+        "REPLICATE_API_TOKEN": TOKEN,
+        "REPLICATE_BASE_URL": emulator_url,
+        "MEDIAGEN_EMULATOR_PORT": str(emulator_port),
+        "MEDIAGEN_EMULATOR_LATENCY_S": str(LATENCY_S),
+        "MEDIAGEN_LEASE_S": str(LEASE_S),
+        "MEDIAGEN_RECONCILE_INTERVAL_S": str(RECONCILE_S),
+        "MEDIAGEN_POLL_INTERVAL_S": "0.2",
+        "MEDIAGEN_POLL_INTERVAL_MAX_S": "0.5",
+        "MEDIAGEN_RETRY_BASE_S": "0.2",
+        "MEDIAGEN_RETRY_MAX_S": "1",
+        "MEDIAGEN_SHUTDOWN_GRACE_S": "3",
+    }
+    emulator = cluster.start("emulator", "emulator")
+    wait_for_http(f"{emulator_url}/_emulator/health", emulator)
+    apis = []
+    for i in range(2):
+        port = free_port()
+        proc = cluster.start(f"api{i}", "api", env={"MEDIAGEN_GRPC_PORT": str(port)})
+        wait_for_grpc_health(f"127.0.0.1:{port}", proc)
+        apis.append(f"127.0.0.1:{port}")
+    workers = []
+    for i in range(2):
+        port = free_port()
+        proc = cluster.start(f"worker{i}", "worker", env={"MEDIAGEN_WORKER_HEALTH_PORT": str(port)})
+        wait_for_grpc_health(f"127.0.0.1:{port}", proc)
+        workers.append(proc)
+    yield Deployment(cluster, apis, workers, emulator_url, s3)
+
+
+async def submit_and_watch(deployment: Deployment, count: int, prefix: str) -> list[job_pb2.Job]:
+    """Submit ``count`` jobs alternately to each API and watch each from the other one."""
+    channels = [grpc.aio.insecure_channel(target) for target in deployment.apis]
+    stubs = [pb_grpc.MediaGenerationServiceStub(c) for c in channels]
+    try:
+
+        async def one(i: int) -> job_pb2.Job:
+            request = pb.GenerateMediaRequest(
+                prompt=f"{prefix} {i}",
+                parameters=job_pb2.GenerationParameters(width=64, height=64),
+            )
+            job = (await stubs[i % 2].GenerateMedia(request, timeout=30)).job
+            last = None
+            call = stubs[(i + 1) % 2].WatchJob(pb.WatchJobRequest(id=job.id), timeout=180)
+            async for response in call:
+                last = response.event.job
+            assert last is not None
+            return last
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def s3_keys(s3: S3Settings) -> list[str]:
+    session = aioboto3.Session()
+    async with session.client(
+        "s3",
+        endpoint_url=s3.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name=s3.region,
+    ) as client:
+        keys: list[str] = []
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=s3.bucket):
+            keys += [item["Key"] for item in page.get("Contents", [])]
+        return keys
+
+
+async def test_two_apis_two_workers_200_jobs(deployment: Deployment) -> None:
+    jobs = await submit_and_watch(deployment, 200, "fleet")
+    assert [job.status for job in jobs] == [job_pb2.JOB_STATE_SUCCEEDED] * 200
+    media = [m for job in jobs for m in job.media]
+    assert len(media) == 200
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        sem = asyncio.Semaphore(20)
+
+        async def check(m: object) -> None:
+            async with sem:
+                body = (await http.get(m.url)).raise_for_status().content  # type: ignore[attr-defined]
+                assert hashlib.sha256(body).hexdigest() == m.sha256  # type: ignore[attr-defined]
+
+        await asyncio.gather(*(check(m) for m in media))
+
+    keys = await s3_keys(deployment.s3)
+    assert len(keys) == len(set(keys)) == 200
+    assert sorted(keys) == sorted(f"{m.job_id}/0.png" for m in media)
+    assert deployment.stats()["predictions"] == 200  # one prediction per job
+
+
+async def test_killed_worker_loses_no_job_and_pays_once(deployment: Deployment) -> None:
+    async def run() -> list[job_pb2.Job]:
+        return await submit_and_watch(deployment, 40, "survivor")
+
+    task = asyncio.create_task(run())
+    # Kill a worker while it holds running jobs.
+    deadline = time.monotonic() + 20
+    while deployment.stats()["active"] < 10 and time.monotonic() < deadline:  # type: ignore[operator]
+        await asyncio.sleep(0.1)
+    victim = deployment.workers[0]
+    victim.kill()
+    killed_at = time.monotonic()
+    jobs = await asyncio.wait_for(task, timeout=120)
+    finished_after = time.monotonic() - killed_at
+
+    assert [job.status for job in jobs] == [job_pb2.JOB_STATE_SUCCEEDED] * 40
+    # Orphaned jobs came back once their lease expired (plus a reconciler pass), resuming the
+    # predictions they had: the emulator saw exactly one per job.
+    assert deployment.stats()["predictions"] == 40
+    resumed = [job for job in jobs if job.attempt > 1]
+    assert resumed, "the killed worker held no job"
+    assert finished_after < LEASE_S + RECONCILE_S + LATENCY_S + 10
