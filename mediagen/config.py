@@ -86,8 +86,8 @@ class Settings:
     public_url: str | None = None
 
     database_url: str | None = None  # None: SQLite in data_dir
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
 
     redis_url: str | None = None  # None: in-process queue and event bus (embedded)
     queue_name: str = "mediagen:jobs"

@@ -223,7 +223,12 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
                     if event.job.status in _TERMINAL:
                         return
                 if not backlog and (await self.store.get(job_id)).status in _TERMINAL:
-                    return  # the caller has already seen everything, the end included
+                    # Finished: its final event is committed with it, so one more read finds
+                    # whatever the caller has not seen yet; nothing means it saw the end.
+                    backlog = await self.store.events_after(job_id, last)
+                    if not backlog:
+                        return
+                    continue
                 backlog = await self._next_events(job_id, last, subscription)
 
     async def _next_events(

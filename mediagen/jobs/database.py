@@ -64,7 +64,16 @@ def _is_connection_error(exc: DBAPIError) -> bool:
         text_ = str(exc.orig).lower()
         return any(
             marker in text_
-            for marker in ("connect", "connection", "closed", "terminat", "locked", "timeout")
+            for marker in (
+                "connect",
+                "connection",
+                "closed",
+                "terminat",
+                "locked",
+                "timeout",
+                "too many",
+                "shutting down",
+            )
         )
     return False
 

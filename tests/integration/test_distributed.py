@@ -69,6 +69,8 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
         "MEDIAGEN_RETRY_BASE_S": "0.2",
         "MEDIAGEN_RETRY_MAX_S": "1",
         "MEDIAGEN_SHUTDOWN_GRACE_S": "3",
+        "MEDIAGEN_DB_POOL_SIZE": "5",
+        "MEDIAGEN_DB_MAX_OVERFLOW": "5",
     }
     emulator = cluster.start("emulator", "emulator")
     wait_for_http(f"{emulator_url}/_emulator/health", emulator)
