@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -84,6 +85,17 @@ class Provider(Protocol):
 
     async def cancel(self, prediction_id: str) -> Prediction:
         """Ask the provider to cancel; returns the prediction as the provider reports it."""
+        ...
+
+    async def find_recent(
+        self, model: str, model_input: Mapping[str, Any], created_after: datetime
+    ) -> Prediction | None:
+        """A prediction of ``model`` with exactly ``model_input``, created after ``created_after``.
+
+        Recovers from an ambiguous create (the request went out, no answer came back) without
+        paying twice: look for it before creating again. Pass a time a little before the lost
+        create, to allow for clock skew.
+        """
         ...
 
     def download(self, url: str) -> AsyncIterator[bytes]:

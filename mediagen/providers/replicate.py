@@ -1,0 +1,393 @@
+"""``ReplicateProvider``: the provider seam over the official ``replicate`` client (1.0.7).
+
+Only the async create/get/cancel calls are used; ``replicate.run()`` is not (it returns None or
+hangs on states it does not expect; reference/replicate.md). Every foreign error (ReplicateError,
+httpx, pydantic) becomes a :class:`ProviderError` here and nowhere else:
+
+========================================  =========  ============  ==========================
+cause                                     transient  ambiguous     retry_after_s
+========================================  =========  ============  ==========================
+429                                       yes        no            Retry-After, body, detail
+5xx, 408                                  yes        no            Retry-After if sent
+other 4xx (401, 404, 422, ...)            no         no
+connect error/timeout, pool timeout       yes        no            (nothing was sent)
+timeout/drop after sending, deadline      yes        on create     (a prediction may exist)
+unparseable 2xx answer to a create        yes        yes
+========================================  =========  ============  ==========================
+
+An unparseable answer to get (1.0.7 rejects ``status: aborted``) is read again as raw JSON, so
+``aborted`` is seen as the terminal state it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import unquote_to_bytes, urlencode
+
+import httpx
+from replicate.client import Client
+from replicate.exceptions import ReplicateError
+
+from mediagen.config import Settings
+from mediagen.providers.base import Prediction, PredictionStatus, ProviderError
+
+CHUNK_BYTES = 1024 * 1024
+DEFAULT_BASE_URL = "https://api.replicate.com"
+_FIND_MAX_PAGES = 5  # find_recent looks at most this many list pages (100 predictions each)
+_MODEL_REF = re.compile(r"([\w.-]+/[\w.-]+)(?::([0-9a-f]{64}))?")
+_VERSION_ID = re.compile(r"[0-9a-f]{64}")
+_RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+_URL_PREFIXES = ("https://", "http://", "data:")
+_TRANSIENT_STATUSES = {408, 429}
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """``owner/name`` (latest or official model), ``owner/name:<version>``, or ``<version>``."""
+
+    model: str | None
+    version: str | None
+
+    @classmethod
+    def parse(cls, ref: str) -> ModelRef:
+        """``ProviderError`` (permanent) for anything else."""
+        if _VERSION_ID.fullmatch(ref):
+            return cls(None, ref)
+        if match := _MODEL_REF.fullmatch(ref):
+            return cls(match[1], match[2])
+        raise ProviderError(f"not a Replicate model reference: {ref!r}", transient=False)
+
+    @property
+    def version_param(self) -> str:
+        """The ``version`` create body value: ``owner/name:<id>`` keeps the model name."""
+        assert self.version is not None  # only called for version refs
+        return f"{self.model}:{self.version}" if self.model else self.version
+
+
+def output_urls(output: Any) -> tuple[str, ...]:
+    """Every URL in an output: a string, a list, a dict (in order) or None.
+
+    Non-URL strings (a text model's words) are left out; objects such as ``FileOutput`` count by
+    their ``str()``, which is their URL.
+    """
+    if output is None:
+        return ()
+    if isinstance(output, Mapping):
+        return tuple(url for value in output.values() for url in output_urls(value))
+    if isinstance(output, list | tuple):
+        return tuple(url for item in output for url in output_urls(item))
+    text = output if isinstance(output, str) else str(output)
+    return (text,) if text.startswith(_URL_PREFIXES) else ()
+
+
+def retry_after_s(
+    header: str | None, body: Any = None, *, now: datetime | None = None
+) -> float | None:
+    """The provider's wait hint: a ``Retry-After`` header (seconds or a date), else the body's
+    ``retry_after``, else "resets in ~Ns" in its ``detail``. None if there is none."""
+    if header and header.strip():
+        value = header.strip()
+        with contextlib.suppress(ValueError):
+            return max(float(value), 0.0)
+        moment = _parse_date(value)
+        if moment is not None:
+            return max((moment - (now or datetime.now(UTC))).total_seconds(), 0.0)
+    if isinstance(body, Mapping):
+        hint = body.get("retry_after")
+        if isinstance(hint, int | float) and not isinstance(hint, bool):
+            return max(float(hint), 0.0)
+        detail = body.get("detail")
+        if isinstance(detail, str) and (match := _RESETS_IN.search(detail)):
+            return float(match[1])
+    return None
+
+
+def _parse_date(value: str) -> datetime | None:
+    for parse in (parsedate_to_datetime, datetime.fromisoformat):
+        with contextlib.suppress(ValueError, TypeError, IndexError):
+            moment = parse(value)
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None
+
+
+def decode_data_uri(uri: str) -> bytes:
+    """The bytes of a ``data:[<type>][;base64],<data>`` URI."""
+    head, sep, data = uri.partition(",")
+    if not sep or not head.startswith("data:"):
+        raise ProviderError("malformed data: URI", transient=False)
+    if head.endswith(";base64"):
+        try:
+            return base64.b64decode(data, validate=False)
+        except ValueError as exc:
+            raise ProviderError("malformed base64 in data: URI", transient=False) from exc
+    return unquote_to_bytes(data)
+
+
+def prediction_from_json(data: Mapping[str, Any]) -> Prediction:
+    """Our view of a prediction body (raw JSON, or the client's model as a dict)."""
+    prediction_id = data.get("id")
+    if not isinstance(prediction_id, str):
+        raise ProviderError("prediction without an id", transient=True)
+    try:
+        status = PredictionStatus(str(data.get("status")))
+    except ValueError as exc:
+        # A status newer than this code: not final as far as we know; poll again later.
+        raise ProviderError(
+            f"unknown prediction status {data.get('status')!r}", transient=True
+        ) from exc
+    metrics = data.get("metrics") or {}
+    predict_time = metrics.get("predict_time")
+    return Prediction(
+        id=prediction_id,
+        status=status,
+        logs=data.get("logs") or "",
+        output_urls=output_urls(data.get("output")),
+        error=None if data.get("error") is None else str(data["error"]),
+        predict_time_s=float(predict_time) if isinstance(predict_time, int | float) else None,
+        metrics=dict(metrics),
+    )
+
+
+def _is_same_call(item: Mapping[str, Any], ref: ModelRef, wanted: Any) -> bool:
+    if ref.version is not None:
+        if item.get("version") != ref.version:
+            return False
+    elif item.get("model") != ref.model:
+        return False
+    return bool(item.get("input") == wanted)
+
+
+def _created_at(item: Mapping[str, Any]) -> datetime | None:
+    raw = item.get("created_at")
+    if not isinstance(raw, str):
+        return None
+    with contextlib.suppress(ValueError):
+        moment = datetime.fromisoformat(raw)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None
+
+
+# --- error translation ---------------------------------------------------------------------------
+
+#: The retry hint of the last error response in this task. ``ReplicateError`` keeps no headers
+#: and not the body's ``retry_after``, so a response hook notes them here.
+_last_hint: ContextVar[float | None] = ContextVar("replicate_retry_hint", default=None)
+
+
+async def _note_retry_hint(response: httpx.Response) -> None:
+    if response.status_code in _TRANSIENT_STATUSES or response.status_code >= 500:
+        await response.aread()  # small problem body; httpx keeps it for the client
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        _last_hint.set(retry_after_s(response.headers.get("retry-after"), body))
+
+
+def _from_replicate_error(exc: ReplicateError) -> ProviderError:
+    status = exc.status or 0
+    text = " ".join(part for part in (exc.title, exc.detail) if part)
+    message = f"Replicate answered {status}: {text}" if text else f"Replicate answered {status}"
+    if status in _TRANSIENT_STATUSES or status >= 500:
+        hint = _last_hint.get()
+        if hint is None:
+            hint = retry_after_s(None, {"detail": exc.detail})
+        return ProviderError(message, transient=True, retry_after_s=hint)
+    return ProviderError(message, transient=False)
+
+
+def _from_transport_error(exc: httpx.HTTPError, *, creating: bool) -> ProviderError:
+    name = type(exc).__name__
+    if isinstance(exc, _NOTHING_SENT):
+        return ProviderError(f"could not reach Replicate: {name}: {exc}", transient=True)
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ProviderError(f"bad Replicate URL: {exc}", transient=False)
+    # The request may have arrived: a create may have started a prediction.
+    return ProviderError(
+        f"no answer from Replicate: {name}: {exc}", transient=True, ambiguous=creating
+    )
+
+
+@contextlib.asynccontextmanager
+async def _translated(*, creating: bool, deadline_s: float) -> AsyncIterator[None]:
+    """Map foreign errors to ProviderError, and bound the call by ``deadline_s``.
+
+    1.0.7 sends creates with ``timeout=None``, which httpx reads as "no timeout at all", so a
+    server that never answers would hold a create forever; the deadline covers that (and the
+    client's own GET retries, which sleep whatever Retry-After says).
+    """
+    _last_hint.set(None)
+    try:
+        async with asyncio.timeout(deadline_s):
+            yield
+    except ReplicateError as exc:
+        raise _from_replicate_error(exc) from exc
+    except httpx.HTTPError as exc:
+        raise _from_transport_error(exc, creating=creating) from exc
+    except TimeoutError as exc:
+        raise ProviderError(
+            f"no answer from Replicate within {deadline_s:g}s", transient=True, ambiguous=creating
+        ) from exc
+
+
+def _download_error(response: httpx.Response, url: str) -> ProviderError:
+    status = response.status_code
+    message = f"download of {url} answered {status}"
+    if status in _TRANSIENT_STATUSES or status >= 500:
+        hint = retry_after_s(response.headers.get("retry-after"))
+        return ProviderError(message, transient=True, retry_after_s=hint)
+    return ProviderError(message, transient=False)  # 404/410: removed (retention), 401/403
+
+
+# --- the provider ---------------------------------------------------------------------------------
+
+
+class ReplicateProvider:
+    """Replicate (or the bundled emulator, by ``base_url``) through the official client.
+
+    Timeouts are httpx's (connect, and read between bytes); every call also has a deadline of
+    their sum. ``transport`` replaces the network (an ``httpx.MockTransport`` in tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_token: str | None,
+        base_url: str | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=10.0)
+        self._deadline_s = connect_timeout_s + read_timeout_s
+        limits = httpx.Limits(max_connections=max_connections)
+        # With no explicit base URL the client would read REPLICATE_BASE_URL itself; settings
+        # already did, so pin it.
+        self._client = Client(
+            api_token=api_token,
+            base_url=base_url or DEFAULT_BASE_URL,
+            timeout=timeout,
+            limits=limits,
+            transport=transport,
+            # Also handed to the client's sync httpx client, which this class never uses.
+            event_hooks={"response": [_note_retry_hint]},
+        )
+        headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
+        self._files = httpx.AsyncClient(
+            headers=headers,
+            timeout=timeout,
+            limits=limits,
+            transport=transport,
+            follow_redirects=True,  # httpx drops Authorization on a redirect to another host
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, base_url: str | None = None) -> ReplicateProvider:
+        """``base_url`` overrides the settings' (the embedded emulator's URL)."""
+        return cls(
+            api_token=settings.replicate_api_token,
+            base_url=base_url or settings.replicate_base_url,
+        )
+
+    async def create(self, model: str, model_input: Mapping[str, Any]) -> Prediction:
+        ref = ModelRef.parse(model)
+        try:
+            async with _translated(creating=True, deadline_s=self._deadline_s):
+                if ref.version is None:
+                    assert ref.model is not None  # parse() gives a model or a version
+                    created = await self._client.models.predictions.async_create(
+                        model=ref.model, input=dict(model_input)
+                    )
+                else:
+                    created = await self._client.predictions.async_create(
+                        version=ref.version_param, input=dict(model_input)
+                    )
+        except ValueError as exc:  # pydantic's ValidationError, or a body that is not JSON
+            raise ProviderError(
+                f"unreadable answer to a create: {exc}", transient=True, ambiguous=True
+            ) from exc
+        return prediction_from_json(created.dict())
+
+    async def get(self, prediction_id: str) -> Prediction:
+        try:
+            async with _translated(creating=False, deadline_s=self._deadline_s):
+                found = await self._client.predictions.async_get(prediction_id)
+        except ValueError:
+            # 1.0.7 cannot parse some real answers (``status: aborted``): read the JSON ourselves.
+            return prediction_from_json(await self._raw_json(f"/v1/predictions/{prediction_id}"))
+        return prediction_from_json(found.dict())
+
+    async def cancel(self, prediction_id: str) -> Prediction:
+        try:
+            async with _translated(creating=False, deadline_s=self._deadline_s):
+                canceled = await self._client.predictions.async_cancel(prediction_id)
+        except ValueError:
+            return await self.get(prediction_id)  # cancelled, but the answer did not parse
+        return prediction_from_json(canceled.dict())
+
+    async def find_recent(
+        self, model: str, model_input: Mapping[str, Any], created_after: datetime
+    ) -> Prediction | None:
+        ref = ModelRef.parse(model)
+        wanted = json.loads(json.dumps(model_input))  # compare as the API echoes it
+        since = created_after if created_after.tzinfo else created_after.replace(tzinfo=UTC)
+        path: str | None = "/v1/predictions?" + urlencode({"created_after": since.isoformat()})
+        for _ in range(_FIND_MAX_PAGES):
+            if path is None:
+                break
+            page = await self._raw_json(path)
+            for item in page.get("results") or []:
+                created = _created_at(item)
+                if created is not None and created < since:
+                    return None  # newest first: everything further is older
+                if _is_same_call(item, ref, wanted):
+                    return prediction_from_json(item)
+            path = page.get("next")
+        return None
+
+    async def download(self, url: str) -> AsyncIterator[bytes]:
+        if url.startswith("data:"):
+            data = decode_data_uri(url)
+            for start in range(0, len(data), CHUNK_BYTES):
+                yield data[start : start + CHUNK_BYTES]
+            return
+        try:
+            async with self._files.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    raise _download_error(response, url)
+                async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"download of {url} failed: {exc}", transient=True) from exc
+
+    async def close(self) -> None:
+        await self._files.aclose()
+        await self._client._async_client.aclose()
+
+    async def _raw_json(self, path: str) -> Mapping[str, Any]:
+        """GET a JSON object through the client's own httpx client (auth, retries), skipping
+        its pydantic models."""
+        async with _translated(creating=False, deadline_s=self._deadline_s):
+            response = await self._client._async_request("GET", path)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ProviderError(f"unreadable answer from Replicate: {exc}", transient=True) from exc
+        if not isinstance(body, Mapping):
+            raise ProviderError("unexpected answer from Replicate: not an object", transient=True)
+        return body
