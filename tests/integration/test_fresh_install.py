@@ -83,6 +83,9 @@ def test_readme_quick_start_in_a_fresh_checkout(tmp_path: Path) -> None:
     )
     try:
         wait_serving(f"127.0.0.1:{grpc_port}", serve, log, timeout_s=400)
+        deadline = time.monotonic() + 10  # health turns SERVING just before the banner prints
+        while "HTTP listening" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
         printed = log.read_text()
         assert f"gRPC listening on 127.0.0.1:{grpc_port}" in printed
         assert f"HTTP listening on http://127.0.0.1:{http_port}" in printed
