@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 #: ErrorInfo.domain of every error this service raises.
@@ -85,7 +86,7 @@ class MediagenError(Exception):
     def http_status(self) -> int:
         return HTTP_STATUS[self.grpc_code]
 
-    def details(self) -> list[object]:
+    def details(self) -> list[Message]:
         """Detail messages beyond ErrorInfo; subclasses add theirs."""
         return []
 
@@ -113,7 +114,7 @@ class InvalidArgument(MediagenError):
         summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
         super().__init__(message or f"invalid request: {summary}")
 
-    def details(self) -> list[object]:
+    def details(self) -> list[Message]:
         return [
             error_details_pb2.BadRequest(
                 field_violations=[
@@ -139,7 +140,7 @@ class NotFound(MediagenError):
             f"{self.resource_type} {resource_id!r} not found", metadata={"id": resource_id}
         )
 
-    def details(self) -> list[object]:
+    def details(self) -> list[Message]:
         return [
             error_details_pb2.ResourceInfo(
                 resource_type=f"mediagen.v1.{self.resource_type.capitalize()}",
@@ -165,7 +166,7 @@ class FailedPrecondition(MediagenError):
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
 
-    def details(self) -> list[object]:
+    def details(self) -> list[Message]:
         return [
             error_details_pb2.PreconditionFailure(
                 violations=[
@@ -192,7 +193,7 @@ class _Retryable(MediagenError):
         super().__init__(message, metadata=metadata)
         self.retry_after_s = retry_after_s
 
-    def details(self) -> list[object]:
+    def details(self) -> list[Message]:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(self.retry_after_s * 1000))
         return [error_details_pb2.RetryInfo(retry_delay=delay)]

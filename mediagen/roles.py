@@ -12,7 +12,8 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from taskiq.receiver import Receiver
 
@@ -46,10 +47,11 @@ async def _until_signalled() -> None:
 
 
 @contextlib.asynccontextmanager
-async def _background(*coroutines: object) -> AsyncIterator[list[asyncio.Task[None]]]:
-    tasks = [asyncio.create_task(c) for c in coroutines]  # type: ignore[arg-type]
+async def _background(*coroutines: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``coroutines`` as tasks for the duration of the block, then cancel them."""
+    tasks = [asyncio.create_task(c) for c in coroutines]
     try:
-        yield tasks
+        yield
     finally:
         for task in tasks:
             task.cancel()

@@ -42,13 +42,19 @@ def generate(out: Path) -> None:
         *protos,
     ]
     subprocess.run(cmd, check=True, cwd=PROTO_DIR, env=env)
-    (out / PACKAGE / "__init__.py").write_text('"""Generated from proto/mediagen/v1 by scripts/generate_protos.py; do not edit."""\n')
+    (out / PACKAGE / "__init__.py").write_text(
+        '"""Generated from proto/mediagen/v1 by scripts/generate_protos.py; do not edit."""\n'
+    )
 
 
 def differences(a: Path, b: Path) -> list[str]:
     found: list[str] = []
-    files_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
-    files_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    files_a = {
+        p.relative_to(a) for p in a.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
+    files_b = {
+        p.relative_to(b) for p in b.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
     for rel in sorted(files_a ^ files_b):
         found.append(f"only in one tree: {rel}")
     for rel in sorted(files_a & files_b):

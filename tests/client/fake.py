@@ -23,11 +23,11 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.rpc import status_pb2
 from grpc_status import rpc_status
+
+from mediagen import errors
 from mediagen.v1 import job_pb2, media_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
-
-from mediagen import errors
 
 DEFAULT_MODEL = "stability-ai/sdxl"
 TERMINAL = {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELED}

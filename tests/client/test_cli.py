@@ -8,9 +8,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from mediagen.v1 import media_generation_service_pb2 as pb
 
 from mediagen.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from mediagen.v1 import media_generation_service_pb2 as pb
 from tests.client.fake import FakeServer
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from mediagen.v1 import job_pb2, media_pb2
 
 from mediagen import client as client_module
 from mediagen.client import (
@@ -25,6 +24,7 @@ from mediagen.client import (
     RetryPolicy,
     UnavailableError,
 )
+from mediagen.v1 import job_pb2, media_pb2
 from tests.client.conftest import NO_WAIT
 
 SUCCEEDED = job_pb2.JOB_STATE_SUCCEEDED

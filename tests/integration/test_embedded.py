@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import io
 import uuid
+from typing import Any
 
 import grpc
 import httpx
@@ -31,7 +32,7 @@ async def watch(stub: Stub, job_id: str, after: int = 0) -> list[job_pb2.JobEven
     return [response.event async for response in call]
 
 
-async def generate(stub: Stub, prompt: str = "a red fox", **params: object) -> job_pb2.Job:
+async def generate(stub: Stub, prompt: str = "a red fox", **params: Any) -> job_pb2.Job:
     request = pb.GenerateMediaRequest(
         prompt=prompt, parameters=job_pb2.GenerationParameters(**params)
     )
@@ -65,7 +66,9 @@ async def test_generate_watch_download(stub: Stub) -> None:
             assert image.format == "JPEG" and image.size == (320, 192)
             assert (media.width, media.height, media.mime_type) == (320, 192, "image/jpeg")
             assert media.kind == media_pb2.MEDIA_KIND_IMAGE
-            assert (await stub.GetMedia(pb.GetMediaRequest(id=media.id))).media.sha256 == media.sha256
+            assert (
+                await stub.GetMedia(pb.GetMediaRequest(id=media.id))
+            ).media.sha256 == media.sha256
     got = (await stub.GetJob(pb.GetJobRequest(id=job.id))).job
     assert got.status == job_pb2.JOB_STATE_SUCCEEDED and got.complete_time.seconds > 0
 
@@ -92,7 +95,7 @@ async def test_watch_replays_after_sequence_and_resumes(stub: Stub) -> None:
 
 
 def bad_request(err: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     assert status is not None
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -116,7 +119,7 @@ def bad_request(err: grpc.aio.AioRpcError) -> dict[str, str]:
     ],
 )
 async def test_bad_generate_requests_store_nothing(
-    stub: Stub, request_fields: dict[str, object], field: str
+    stub: Stub, request_fields: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.GenerateMedia(pb.GenerateMediaRequest(**request_fields))
@@ -171,7 +174,9 @@ async def test_cancel_running_job_cancels_the_prediction(stub: Stub, embedded: E
             cancelled = (await stub.CancelJob(pb.CancelJobRequest(id=job.id))).job
             assert cancelled.cancel_requested
     assert events[-1].job.status == job_pb2.JOB_STATE_CANCELED
-    (prediction,) = [p for p in embedded.emulator.emulator.predictions if p.input.get("prompt") == "cancel me"]
+    (prediction,) = [
+        p for p in embedded.emulator.emulator.predictions if p.input.get("prompt") == "cancel me"
+    ]
     assert prediction.status_at(asyncio.get_running_loop().time()) is PredictionStatus.CANCELED
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.CancelJob(pb.CancelJobRequest(id=(await generate_done(stub)).id))

@@ -20,7 +20,6 @@ from mediagen.jobs.models import Base
 from tests.fixtures.database import _admin
 
 
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":

@@ -12,14 +12,14 @@ from mediagen.errors import JobAlreadyFinished, JobNotFound
 from mediagen.jobs.database import Database
 from mediagen.jobs.states import JobState
 from mediagen.jobs.store import JobStore, LeaseLost, NewMedia
-from mediagen.jobs.validation import validate_generate
+from mediagen.jobs.validation import JobSpec, validate_generate
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 
 MODEL = "stability-ai/sdxl"
 
 
-def spec(prompt: str = "a red fox", request_id: str | None = None) -> object:
+def spec(prompt: str = "a red fox", request_id: str | None = None) -> JobSpec:
     return validate_generate(
         pb.GenerateMediaRequest(prompt=prompt, request_id=request_id or ""),
         default_model=MODEL,

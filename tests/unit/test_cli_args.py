@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
-from mediagen.v1 import job_pb2
 
 import mediagen
 from mediagen import cli
 from mediagen.client import ParameterError, parameters_from_mapping, parse_params
 from mediagen.config import Settings
+from mediagen.v1 import job_pb2
 
 
 @pytest.fixture(autouse=True)

@@ -1,21 +1,23 @@
+from typing import Any
+
 import pytest
 from google.protobuf import struct_pb2
 
 from mediagen.errors import InvalidArgument
-from mediagen.jobs.validation import validate_generate
+from mediagen.jobs.validation import JobSpec, validate_generate
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 
 MODELS = ("stability-ai/sdxl", "acme/audio-gen")
 
 
-def check(**fields: object) -> object:
+def check(**fields: Any) -> JobSpec:
     return validate_generate(
         pb.GenerateMediaRequest(**fields), default_model=MODELS[0], allowed_models=MODELS
     )
 
 
-def violations(**fields: object) -> dict[str, str]:
+def violations(**fields: Any) -> dict[str, str]:
     with pytest.raises(InvalidArgument) as err:
         check(**fields)
     return {v.field: v.description for v in err.value.violations}
@@ -85,7 +87,7 @@ def test_typed_and_extra_parameters_reach_the_model() -> None:
         ({"prompt": "p", "labels": {"Bad Key": "v"}}, "labels['Bad Key']"),
     ],
 )
-def test_each_bad_field_is_named(fields: dict[str, object], field: str) -> None:
+def test_each_bad_field_is_named(fields: dict[str, Any], field: str) -> None:
     assert field in violations(**fields)
 
 
