@@ -154,7 +154,10 @@ def _run_role(args: argparse.Namespace) -> int:
     grpc_target = ""
     if args.command == "gateway":
         grpc_target = args.grpc_target or args.target or _default_target()
-    asyncio.run(_role(args.command, settings.replace(**changes), grpc_target))
+    try:
+        asyncio.run(_role(args.command, settings.replace(**changes), grpc_target))
+    except ConfigError as exc:  # raised by a role that cannot run with this configuration
+        raise _UsageError(f"configuration: {exc}") from exc
     return EXIT_OK
 
 

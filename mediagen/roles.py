@@ -19,7 +19,7 @@ from taskiq.receiver import Receiver
 
 from mediagen.api.server import GrpcServer, start_grpc_server
 from mediagen.api.servicer import MediaGenerationServicer
-from mediagen.config import Settings
+from mediagen.config import ConfigError, Settings
 from mediagen.embedded import Embedded, reconciler_for
 from mediagen.jobs.migrate import upgrade
 from mediagen.providers.replicate import ReplicateProvider
@@ -91,8 +91,18 @@ def _runner(core: Core) -> tuple[JobRunner, ReplicateProvider]:
     return runner, provider
 
 
+def _require_redis(settings: Settings, role: str) -> None:
+    """The separate roles share work through Redis; without it jobs would never reach a worker."""
+    if not settings.redis_url:
+        raise ConfigError(
+            f"`mediagen {role}` is part of the distributed set-up and needs REDIS_URL "
+            "(and usually DATABASE_URL); for one process on this machine run `mediagen serve`"
+        )
+
+
 async def api(settings: Settings) -> None:
     """Run the gRPC API (with health and reflection) until SIGTERM/SIGINT."""
+    _require_redis(settings, "api")
     async with open_core(settings, worker=False) as core:
         servicer = MediaGenerationServicer(
             settings, core.store, core.bus, core.storage, core.enqueue
@@ -105,6 +115,7 @@ async def api(settings: Settings) -> None:
 
 async def worker(settings: Settings) -> None:
     """Run a worker (and its reconciler) until SIGTERM/SIGINT, then drain."""
+    _require_redis(settings, "worker")
     async with open_core(settings, worker=True) as core:
         runner, provider = _runner(core)
         health = None
@@ -149,6 +160,7 @@ async def gateway(settings: Settings, grpc_target: str) -> None:
 
 async def scheduler(settings: Settings) -> None:
     """Run the reconciler alone (periodic re-enqueue of due and orphaned jobs)."""
+    _require_redis(settings, "scheduler")
     async with open_core(settings, worker=False) as core:
         _announce(f"reconciler every {settings.reconcile_interval_s:g}s")
         async with _background(reconciler_for(core).run_forever()):
