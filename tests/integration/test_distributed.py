@@ -14,6 +14,7 @@ import aioboto3
 import grpc
 import httpx
 import pytest
+from google.protobuf import struct_pb2
 
 from mediagen.config import S3Settings
 from mediagen.v1 import job_pb2
@@ -73,7 +74,7 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
         "MEDIAGEN_POLL_INTERVAL_MAX_S": "0.5",
         "MEDIAGEN_RETRY_BASE_S": "0.2",
         "MEDIAGEN_RETRY_MAX_S": "1",
-        "MEDIAGEN_SHUTDOWN_GRACE_S": "3",
+        "MEDIAGEN_SHUTDOWN_GRACE_S": "1",
         "MEDIAGEN_DB_POOL_SIZE": "5",
         "MEDIAGEN_DB_MAX_OVERFLOW": "5",
     }
@@ -94,8 +95,13 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
     yield Deployment(cluster, apis, workers, emulator_url, s3)
 
 
-async def submit_and_watch(deployment: Deployment, count: int, prefix: str) -> list[job_pb2.Job]:
+async def submit_and_watch(
+    deployment: Deployment, count: int, prefix: str, *, latency_s: float | None = None
+) -> list[job_pb2.Job]:
     """Submit ``count`` jobs alternately to each API and watch each from the other one."""
+    extra = struct_pb2.Struct()
+    if latency_s is not None:
+        extra.update({"emulator_latency_s": latency_s})
     channels = [grpc.aio.insecure_channel(target) for target in deployment.apis]
     stubs = [pb_grpc.MediaGenerationServiceStub(c) for c in channels]
     try:
@@ -103,7 +109,7 @@ async def submit_and_watch(deployment: Deployment, count: int, prefix: str) -> l
         async def one(i: int) -> job_pb2.Job:
             request = pb.GenerateMediaRequest(
                 prompt=f"{prefix} {i}",
-                parameters=job_pb2.GenerationParameters(width=64, height=64),
+                parameters=job_pb2.GenerationParameters(width=64, height=64, extra_input=extra),
             )
             job = (await stubs[i % 2].GenerateMedia(request, timeout=30)).job
             last = None
@@ -179,3 +185,18 @@ async def test_killed_worker_loses_no_job_and_pays_once(deployment: Deployment) 
     resumed = [job for job in jobs if job.attempt > 1]
     assert resumed, "the killed worker held no job"
     assert finished_after < LEASE_S + RECONCILE_S + LATENCY_S + 10
+
+
+async def test_sigterm_drains_a_worker_and_hands_its_jobs_on(deployment: Deployment) -> None:
+    task = asyncio.create_task(submit_and_watch(deployment, 20, "drained", latency_s=5.0))
+    deadline = time.monotonic() + 20
+    while deployment.active() < 10 and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    leaving = deployment.workers[0]
+    started = time.monotonic()
+    assert leaving.stop(timeout_s=20) == 0, leaving.output()
+    assert time.monotonic() - started < 10  # grace (1 s) plus the hand-back, not the jobs' 5 s
+    jobs = await asyncio.wait_for(task, timeout=120)
+    assert [job.status for job in jobs] == [job_pb2.JOB_STATE_SUCCEEDED] * 20
+    assert deployment.stats()["predictions"] == 20  # handed-back jobs resumed their predictions
+    assert "running→pending (worker stopping)" in leaving.output()
