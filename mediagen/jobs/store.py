@@ -85,6 +85,14 @@ class JobPage:
     next_cursor: Cursor | None
 
 
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """PENDING and due, or RUNNING with an expired lease (its worker is gone)."""
+    return or_(
+        and_(JobRow.status == JobState.PENDING.value, JobRow.next_attempt_at <= now),
+        and_(JobRow.status == JobState.RUNNING.value, JobRow.lease_expires_at < now),
+    )
+
+
 def _event_proto(row: JobEventRow) -> job_pb2.JobEvent:
     event = job_pb2.JobEvent(
         sequence=row.sequence,
@@ -272,17 +280,7 @@ class JobStore:
                 session,
                 job_id,
                 Transition.CLAIM,
-                where=[
-                    or_(
-                        and_(
-                            JobRow.status == JobState.PENDING.value, JobRow.next_attempt_at <= now
-                        ),
-                        and_(
-                            JobRow.status == JobState.RUNNING.value,
-                            JobRow.lease_expires_at < now,
-                        ),
-                    )
-                ],
+                where=[_claimable(now)],
                 values={
                     "lease_owner": owner,
                     "lease_expires_at": now + timedelta(seconds=lease_s),
@@ -461,10 +459,7 @@ class JobStore:
         conditional UPDATE, so reconcilers in several processes never both send it."""
         now = self._clock()
         cutoff = now - timedelta(seconds=resend_after_s)
-        due = or_(
-            and_(JobRow.status == JobState.PENDING.value, JobRow.next_attempt_at <= now),
-            and_(JobRow.status == JobState.RUNNING.value, JobRow.lease_expires_at < now),
-        )
+        due = _claimable(now)
         not_recent = or_(JobRow.enqueued_at.is_(None), JobRow.enqueued_at < cutoff)
         async with self.db.reading() as session:
             candidates = list(

@@ -13,11 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
-from tests.fixtures.s3 import free_port
+from tests.fixtures.processes import Proc, free_port, wait_for_grpc_health
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,23 +34,6 @@ def copy_checkout(dest: Path) -> None:
             target = dest / name.decode()
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-
-
-def wait_serving(target: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        with grpc.insecure_channel(target) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-        time.sleep(0.5)
-    raise AssertionError(f"not serving after {timeout_s}s:\n{log.read_text()}")
 
 
 def test_readme_quick_start_in_a_fresh_checkout(tmp_path: Path) -> None:
@@ -82,7 +63,7 @@ def test_readme_quick_start_in_a_fresh_checkout(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        wait_serving(f"127.0.0.1:{grpc_port}", serve, log, timeout_s=400)
+        wait_for_grpc_health(f"127.0.0.1:{grpc_port}", Proc("serve", serve, log), timeout_s=400)
         deadline = time.monotonic() + 10  # health turns SERVING just before the banner prints
         while "HTTP listening" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
