@@ -97,6 +97,8 @@ class _Violations:
         value = self.raw.get(key)
         if value is None:  # absent or null: the model's default
             return None
+        if kinds is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON has one number type; Cog's pydantic accepts 2.0 as 2
         if not isinstance(value, kinds) or isinstance(value, bool):
             expected = "integer" if kinds is int else "number"
             self.add(key, "type_error", f"Invalid type. Expected: {expected}")

@@ -196,5 +196,17 @@ def model_input(prompt: str, params: job_pb2.GenerationParameters) -> dict[str, 
     if params.negative_prompt:
         data["negative_prompt"] = params.negative_prompt
     if params.HasField("extra_input"):
-        data.update(json_format.MessageToDict(params.extra_input))
+        data.update(_whole_numbers_as_ints(json_format.MessageToDict(params.extra_input)))
     return data
+
+
+def _whole_numbers_as_ints(value: Any) -> Any:
+    """A Struct holds every number as a double, so an integer input such as ``steps: 30``
+    arrives as 30.0; send whole numbers as JSON integers, as the caller wrote them."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers_as_ints(item) for item in value]
+    return value

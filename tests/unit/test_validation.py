@@ -37,7 +37,7 @@ def test_defaults_fill_the_model_input() -> None:
 
 def test_typed_and_extra_parameters_reach_the_model() -> None:
     extra = struct_pb2.Struct()
-    extra.update({"scheduler": "K_EULER", "refine": True})
+    extra.update({"scheduler": "K_EULER", "refine": True, "steps": 30, "strength": 0.5})
     params = job_pb2.GenerationParameters(
         width=512,
         height=768,
@@ -61,7 +61,10 @@ def test_typed_and_extra_parameters_reach_the_model() -> None:
         "negative_prompt": "blurry",
         "scheduler": "K_EULER",
         "refine": True,
+        "steps": 30,  # a Struct carries 30.0; the model gets the integer back
+        "strength": 0.5,
     }
+    assert type(spec.model_input["steps"]) is int  # 30 == 30.0, so check the type itself
 
 
 @pytest.mark.parametrize(
