@@ -1,51 +1,13 @@
-"""A small typed async client for ``mediagen.v1``, for services that would otherwise use raw stubs.
-
-Usage::
-
-    async with MediagenClient("127.0.0.1:50051") as client:
-        job = await client.generate("a red fox", parameters={"width": 512, "height": 512})
-        async for event in client.watch(job.id):
-            print(event.sequence, event.job.progress)
-        job = await client.get(job.id)
-        paths = [await client.download(media, Path("out")) for media in job.media]
-
-What the client adds over the generated stub:
-
-* Unary calls retry on ``UNAVAILABLE`` with capped, jittered backoff (:class:`RetryPolicy`).
-  ``generate`` sends a ``request_id`` (a fresh UUID unless given), so a retry after a lost
-  response returns the same job instead of starting a second one.
-* :meth:`MediagenClient.watch` reconnects a dropped stream and resumes after the last sequence
-  seen, so the caller sees every event once, in order, and the iterator ends after the event
-  that finishes the job.
-* :meth:`MediagenClient.download` streams a media file to disk and checks its size and SHA-256.
-* gRPC errors become the exceptions below, with the rich details decoded.
-
-Exceptions::
-
-    MediagenClientError             anything this module raises
-    ├── StatusError                 the server answered with a non-OK gRPC status
-    │   ├── InvalidArgumentError    INVALID_ARGUMENT (see .field_violations)
-    │   ├── NotFoundError           NOT_FOUND
-    │   ├── FailedPreconditionError FAILED_PRECONDITION (e.g. cancelling a finished job)
-    │   ├── ResourceExhaustedError  RESOURCE_EXHAUSTED (see .retry_after_s)
-    │   ├── UnavailableError        UNAVAILABLE, after the retries ran out
-    │   └── DeadlineExceededError   DEADLINE_EXCEEDED (the call's timeout_s passed)
-    ├── DownloadError               a media file could not be fetched
-    │   └── IntegrityError          ... or its bytes do not match the Media's size or sha256
-    └── ParameterError              a generation parameter is malformed (also a ValueError)
-"""
+"""The client itself: retries, the resuming watch, verified downloads."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import math
 import mimetypes
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -55,37 +17,19 @@ from urllib.parse import urljoin, urlsplit
 
 import grpc
 import httpx
-from google.protobuf import message as protobuf_message
-from google.rpc import error_details_pb2, status_pb2
 
 from mediagen.backoff import exponential_delays
-from mediagen.errors import FieldViolation
+from mediagen.client.errors import (
+    DownloadError,
+    IntegrityError,
+    StatusError,
+    UnavailableError,
+    _status_error,
+)
+from mediagen.client.params import parameters_from_mapping
 from mediagen.v1 import job_pb2, media_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
-
-__all__ = [
-    "DEFAULT_RETRY_POLICY",
-    "DEFAULT_TARGET",
-    "TERMINAL_STATES",
-    "DeadlineExceededError",
-    "DownloadError",
-    "FailedPreconditionError",
-    "FieldViolation",
-    "IntegrityError",
-    "InvalidArgumentError",
-    "MediagenClient",
-    "MediagenClientError",
-    "NotFoundError",
-    "ParameterError",
-    "ResourceExhaustedError",
-    "RetryPolicy",
-    "StatusError",
-    "UnavailableError",
-    "extension_for",
-    "parameters_from_mapping",
-    "parse_params",
-]
 
 DEFAULT_TARGET: Final = "127.0.0.1:50051"
 
@@ -94,153 +38,7 @@ TERMINAL_STATES: Final = frozenset(
     {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELED}
 )
 
-# Trailer in which gRPC servers send the serialized google.rpc.Status with rich details.
-_STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
 _DOWNLOAD_CHUNK_BYTES: Final = 64 * 1024
-
-
-# -- errors ---------------------------------------------------------------------------------------
-
-
-class MediagenClientError(Exception):
-    """Base of every exception this module raises."""
-
-
-class StatusError(MediagenClientError):
-    """The server answered with a non-OK status; the rich details are decoded.
-
-    Attributes:
-        code: the gRPC status code.
-        message: the server's message (safe to show to a person).
-        reason: ``google.rpc.ErrorInfo.reason`` (for example ``JOB_NOT_FOUND``), or ``""``.
-        domain: ``ErrorInfo.domain`` (``mediagen.dev`` for this service's own errors), or ``""``.
-        error_metadata: ``ErrorInfo.metadata``.
-        field_violations: from ``google.rpc.BadRequest``, which request fields were wrong.
-        retry_after_s: from ``google.rpc.RetryInfo``, how long the server asks callers to wait.
-        status: the whole decoded ``google.rpc.Status``, for details not lifted out above.
-    """
-
-    def __init__(
-        self,
-        code: grpc.StatusCode,
-        message: str,
-        *,
-        reason: str = "",
-        domain: str = "",
-        error_metadata: Mapping[str, str] | None = None,
-        field_violations: Sequence[FieldViolation] = (),
-        retry_after_s: float | None = None,
-        status: status_pb2.Status | None = None,
-    ) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
-        self.reason = reason
-        self.domain = domain
-        self.error_metadata = dict(error_metadata or {})
-        self.field_violations = tuple(field_violations)
-        self.retry_after_s = retry_after_s
-        self.status = status
-
-
-class InvalidArgumentError(StatusError):
-    """The request was malformed; ``field_violations`` says which fields and why."""
-
-
-class NotFoundError(StatusError):
-    """No job or media has that id."""
-
-
-class FailedPreconditionError(StatusError):
-    """The call was valid but the resource's state refuses it (reason ``JOB_ALREADY_FINISHED``)."""
-
-
-class ResourceExhaustedError(StatusError):
-    """The server is rate limiting; wait ``retry_after_s`` before trying again."""
-
-
-class UnavailableError(StatusError):
-    """The server stayed unreachable (or kept asking for a retry) past the retry policy."""
-
-
-class DeadlineExceededError(StatusError):
-    """The call took longer than ``timeout_s``."""
-
-
-_STATUS_ERRORS: Final[Mapping[grpc.StatusCode, type[StatusError]]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
-    grpc.StatusCode.NOT_FOUND: NotFoundError,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
-    grpc.StatusCode.UNAVAILABLE: UnavailableError,
-    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
-}
-
-
-class DownloadError(MediagenClientError):
-    """A media file could not be downloaded (HTTP error, network error, unusable URL)."""
-
-
-class IntegrityError(DownloadError):
-    """The downloaded bytes differ from what the Media promises; nothing is left on disk."""
-
-
-class ParameterError(MediagenClientError, ValueError):
-    """A generation parameter could not be turned into ``GenerationParameters``; names the key."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}" if key else problem)
-        self.key = key
-        self.problem = problem
-
-
-def _rich_status(exc: grpc.aio.AioRpcError) -> status_pb2.Status | None:
-    """The ``google.rpc.Status`` from the error's trailers, when the server sent one."""
-    for key, value in exc.trailing_metadata() or ():
-        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        try:
-            status = status_pb2.Status.FromString(value)
-        except protobuf_message.DecodeError:
-            return None
-        # A status whose code disagrees with the call's is not about this call (grpc_status
-        # refuses such a pair too).
-        return status if status.code == exc.code().value[0] else None
-    return None
-
-
-def _status_error(exc: grpc.aio.AioRpcError) -> StatusError:
-    """Translate a gRPC error into a :class:`StatusError`; the one place this happens."""
-    code = exc.code()
-    status = _rich_status(exc)
-    info = error_details_pb2.ErrorInfo()
-    retry_info = error_details_pb2.RetryInfo()
-    bad_request = error_details_pb2.BadRequest()
-    violations: list[FieldViolation] = []
-    retry_after_s: float | None = None
-    # Unpack() returns False, leaving the message alone, for a detail of another type. Details
-    # this client does not lift out (ResourceInfo, PreconditionFailure) stay in .status.
-    for detail in status.details if status is not None else ():
-        if detail.Unpack(bad_request):
-            violations.extend(
-                FieldViolation(v.field, v.description, v.reason or "INVALID_VALUE")
-                for v in bad_request.field_violations
-            )
-        elif detail.Unpack(retry_info):
-            retry_after_s = retry_info.retry_delay.ToTimedelta().total_seconds()
-        else:
-            detail.Unpack(info)
-    error_class = _STATUS_ERRORS.get(code, StatusError)
-    return error_class(
-        code,
-        exc.details() or (status.message if status is not None else "") or code.name,
-        reason=info.reason,
-        domain=info.domain,
-        error_metadata=info.metadata,
-        field_violations=violations,
-        retry_after_s=retry_after_s,
-        status=status,
-    )
 
 
 # -- retries --------------------------------------------------------------------------------------
@@ -270,132 +68,6 @@ class RetryPolicy:
 
 #: Used by clients built without a ``retry`` argument (the CLI's among them).
 DEFAULT_RETRY_POLICY = RetryPolicy()
-
-
-# -- generation parameters ------------------------------------------------------------------------
-
-_INT_KEYS: Final = frozenset({"width", "height", "num_outputs", "num_inference_steps", "seed"})
-_OUTPUT_FORMATS: Final[Mapping[str, job_pb2.OutputFormat.ValueType]] = {
-    "png": job_pb2.OUTPUT_FORMAT_PNG,
-    "jpeg": job_pb2.OUTPUT_FORMAT_JPEG,
-    "jpg": job_pb2.OUTPUT_FORMAT_JPEG,
-    "webp": job_pb2.OUTPUT_FORMAT_WEBP,
-}
-
-
-def _to_int(key: str, value: object) -> int:
-    # bool is an int subclass; `width=True` is a mistake, not 1.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        with suppress(ValueError):
-            return int(value.strip())
-    raise ParameterError(key, f"expected an integer, got {value!r}")
-
-
-def _to_float(key: str, value: object) -> float:
-    number: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        with suppress(ValueError):
-            number = float(value.strip())
-    if number is None or not math.isfinite(number):
-        raise ParameterError(key, f"expected a number, got {value!r}")
-    return number
-
-
-def _to_output_format(key: str, value: object) -> job_pb2.OutputFormat.ValueType:
-    if isinstance(value, str) and value.strip().lower() in _OUTPUT_FORMATS:
-        return _OUTPUT_FORMATS[value.strip().lower()]
-    choices = ", ".join(_OUTPUT_FORMATS)
-    raise ParameterError(key, f"expected one of {choices}, got {value!r}")
-
-
-def _parse_loose(text: str) -> object:
-    """A CLI value as JSON when it is JSON (numbers, true/false, null, lists, objects), else text.
-
-    Non-finite numbers (``NaN``, ``1e999``) stay text: a Struct would carry them, but no JSON
-    encoder downstream could.
-    """
-
-    def refuse(constant: str) -> object:
-        raise ValueError(constant)
-
-    try:
-        value: object = json.loads(text, parse_constant=refuse)
-    except ValueError:
-        return text
-    if isinstance(value, float) and not math.isfinite(value):
-        return text
-    return value
-
-
-def parameters_from_mapping(values: Mapping[str, object]) -> job_pb2.GenerationParameters:
-    """Build ``GenerationParameters`` from a plain mapping.
-
-    The typed fields take their own type or a string that parses as it: ``width``, ``height``,
-    ``num_outputs``, ``num_inference_steps`` and ``seed`` are integers, ``guidance_scale`` is a
-    number, ``negative_prompt`` is text, ``output_format`` is ``png``, ``jpeg`` (or ``jpg``) or
-    ``webp``. Every other key goes into ``extra_input`` unchanged, so its value must be
-    JSON-like (None, bool, number, str, list, dict).
-
-    For example ``{"width": "512", "output_format": "jpg", "lora_scale": 0.6}`` sets width 512,
-    JPEG output, and ``extra_input.lora_scale`` 0.6.
-
-    Range checks (a width of 64 to 4096 and so on) are the server's; this only rejects values of
-    the wrong kind, and numbers a protobuf field cannot hold, with a :class:`ParameterError`
-    naming the key.
-    """
-    params = job_pb2.GenerationParameters()
-    for key, value in values.items():
-        if not key:
-            raise ParameterError("", "parameter name is empty")
-        typed: object
-        if key in _INT_KEYS:
-            typed = _to_int(key, value)
-        elif key == "guidance_scale":
-            typed = _to_float(key, value)
-        elif key == "output_format":
-            typed = _to_output_format(key, value)
-        elif key == "negative_prompt":
-            if not isinstance(value, str):
-                raise ParameterError(key, f"expected text, got {value!r}")
-            typed = value
-        else:
-            try:
-                params.extra_input[key] = value  # type: ignore[assignment]
-            except (TypeError, ValueError) as exc:
-                raise ParameterError(key, f"cannot be sent as model input: {exc}") from exc
-            continue
-        try:
-            setattr(params, key, typed)
-        except ValueError as exc:  # int32/int64 overflow
-            raise ParameterError(key, f"{typed!r} is out of range") from exc
-    return params
-
-
-def parse_params(items: Iterable[str]) -> job_pb2.GenerationParameters:
-    """Build ``GenerationParameters`` from ``KEY=VALUE`` strings, as ``--param`` gives them.
-
-    Values of typed keys are parsed as in :func:`parameters_from_mapping`; values of other keys
-    are parsed loosely as JSON (``steps_ratio=0.5`` is a number, ``hdr=true`` a bool,
-    ``style=anime`` a string) and go to ``extra_input``. A key given twice is an error.
-    """
-    values: dict[str, object] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ParameterError("", f"expected KEY=VALUE, got {item!r}")
-        if key in values:
-            raise ParameterError(key, "given more than once")
-        values[key] = raw if _is_typed(key) else _parse_loose(raw)
-    return parameters_from_mapping(values)
-
-
-def _is_typed(key: str) -> bool:
-    return key in _INT_KEYS or key in {"guidance_scale", "output_format", "negative_prompt"}
 
 
 # -- downloads ------------------------------------------------------------------------------------
