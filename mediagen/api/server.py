@@ -8,6 +8,7 @@ are told to end, and in-flight calls get ``grace_s`` to finish.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 import grpc
@@ -42,10 +43,13 @@ class GrpcServer:
         self.port = port
 
     async def stop(self, grace_s: float, servicer: MediaGenerationServicer | None = None) -> None:
+        """NOT_SERVING first (probes and balancers stop sending), then end the WatchJob streams
+        cleanly, then give the remaining calls what is left of ``grace_s``."""
         await self.health.enter_graceful_shutdown()
+        started = time.monotonic()
         if servicer is not None:
-            servicer.closing.set()
-        await self.server.stop(grace_s)
+            await servicer.close_streams(grace_s)
+        await self.server.stop(max(0.0, grace_s - (time.monotonic() - started)))
 
 
 async def start_grpc_server(

@@ -8,6 +8,7 @@ INTERNAL without leaking details.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +26,7 @@ from mediagen.errors import (
     Unavailable,
     internal_status,
 )
-from mediagen.events.bus import EventBus
+from mediagen.events.bus import EventBus, Subscription
 from mediagen.jobs.pagination import decode_token, encode_token
 from mediagen.jobs.states import JobState
 from mediagen.jobs.store import JobStore
@@ -136,6 +137,16 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         self.enqueue = enqueue
         #: Set when the server is stopping: open WatchJob streams end with UNAVAILABLE.
         self.closing = asyncio.Event()
+        self._watchers = 0
+        self._no_watchers = asyncio.Event()
+        self._no_watchers.set()
+
+    async def close_streams(self, timeout_s: float) -> None:
+        """End every open WatchJob stream (UNAVAILABLE, with where to resume) and wait up to
+        ``timeout_s`` for them to go, so the server's stop does not have to cut them off."""
+        self.closing.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_watchers.wait(), timeout_s)
 
     @rpc_errors
     async def GenerateMedia(
@@ -210,6 +221,17 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         if request.after_sequence < 0:
             raise InvalidArgument([FieldViolation("after_sequence", "must not be negative")])
         last = request.after_sequence
+        self._watchers += 1
+        self._no_watchers.clear()
+        try:
+            async for response in self._watch(job_id, last):
+                yield response
+        finally:
+            self._watchers -= 1
+            if not self._watchers:
+                self._no_watchers.set()
+
+    async def _watch(self, job_id: str, last: int) -> AsyncIterator[pb.WatchJobResponse]:
         # Subscribe first, then read the store: nothing published in between is missed.
         async with self.bus.subscribe(job_id) as subscription:
             backlog = await self.store.events_after(job_id, last)
@@ -232,15 +254,23 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
                 backlog = await self._next_events(job_id, last, subscription)
 
     async def _next_events(
-        self, job_id: str, last: int, subscription: Any
+        self, job_id: str, last: int, subscription: Subscription
     ) -> list[job_pb2.JobEvent]:
         """The next events after ``last``: from the bus when it delivers the very next one,
-        else (a gap, or quiet for a while) from the store."""
+        else (a gap, or quiet for a while) from the store. Ends the stream with UNAVAILABLE as
+        soon as the server starts shutting down, telling the client where to resume."""
+        getter = asyncio.ensure_future(subscription.get(timeout_s=WATCH_RECHECK_S))
+        closing = asyncio.ensure_future(self.closing.wait())
+        try:
+            await asyncio.wait({getter, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            getter.cancel()
+            closing.cancel()
         if self.closing.is_set():
             raise Unavailable(
                 f"server shutting down; reconnect with after_sequence={last}", retry_after_s=1.0
             )
-        event = await subscription.get(timeout_s=WATCH_RECHECK_S)
+        event = getter.result()
         if event is not None and event.sequence <= last + 1:
             return [event]
         return await self.store.events_after(job_id, last)
@@ -264,4 +294,8 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
 def _required_id(value: str) -> str:
     if not value.strip():
         raise InvalidArgument([FieldViolation("id", "is required", "REQUIRED")])
+    if "\x00" in value:
+        # No id holds one, and PostgreSQL refuses NUL in any text parameter: without this the
+        # lookup fails in the driver and the caller's typo becomes INTERNAL.
+        raise InvalidArgument([FieldViolation("id", "must not contain NUL (U+0000)")])
     return value.strip()

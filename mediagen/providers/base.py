@@ -65,11 +65,14 @@ class ProviderError(Exception):
         transient: bool,
         retry_after_s: float | None = None,
         ambiguous: bool = False,
+        status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.transient = transient
         self.retry_after_s = retry_after_s
         self.ambiguous = ambiguous
+        #: The provider's HTTP status, when it answered (404: no such prediction).
+        self.status = status
 
 
 class Provider(Protocol):

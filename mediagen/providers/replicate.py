@@ -206,8 +206,8 @@ def _from_replicate_error(exc: ReplicateError) -> ProviderError:
         hint = _last_hint.get()
         if hint is None:
             hint = retry_after_s(None, {"detail": exc.detail})
-        return ProviderError(message, transient=True, retry_after_s=hint)
-    return ProviderError(message, transient=False)
+        return ProviderError(message, transient=True, retry_after_s=hint, status=status)
+    return ProviderError(message, transient=False, status=status)
 
 
 def _from_transport_error(exc: httpx.HTTPError, *, creating: bool) -> ProviderError:

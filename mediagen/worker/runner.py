@@ -197,7 +197,7 @@ class JobRunner:
         job = attempt.job
         try:
             if job.prediction_id is not None:
-                return await self.provider.get(job.prediction_id)
+                return await self._resume(job, job.prediction_id)
             if job.prediction_requested_at is not None:
                 # A create was sent but its id never stored (crash, or no answer): it may exist.
                 found = await self.provider.find_recent(
@@ -219,6 +219,19 @@ class JobRunner:
             return prediction
         except ProviderError as exc:
             raise self._translate(exc) from exc
+
+    async def _resume(self, job: ClaimedJob, prediction_id: str) -> Prediction:
+        try:
+            return await self.provider.get(prediction_id)
+        except ProviderError as exc:
+            if exc.status != 404:
+                raise
+            # Gone at the provider (expired, or an emulator that restarted): it can never be
+            # polled again, so the next attempt starts a new one.
+            raise _Transient(
+                f"prediction {prediction_id} no longer exists at the provider",
+                keep_prediction=False,
+            ) from exc
 
     async def _poll(self, attempt: _Attempt, prediction: Prediction) -> Prediction:
         """Follow the prediction to a final state, recording progress; cancel when asked."""
