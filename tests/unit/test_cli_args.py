@@ -243,8 +243,8 @@ def test_configuration_errors_are_one_line(started, monkeypatch, capsys) -> None
 def test_default_target_and_http_url(monkeypatch, env, target, http_url) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert cli._default_target() == target
-    assert cli._default_http_url(target) == http_url
+    assert cli.default_target() == target
+    assert cli.default_http_url(target) == http_url
 
 
 def test_client_options_after_the_command_win() -> None:
