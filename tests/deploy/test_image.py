@@ -185,7 +185,8 @@ def test_build_context_installs_the_whole_package(tmp_path: Path) -> None:
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module = scripts["mediagen"].split(":")[0]
-    assert module.replace(".", "/") + ".py" in in_wheel, (
+    path = module.replace(".", "/")
+    assert f"{path}.py" in in_wheel or f"{path}/__init__.py" in in_wheel, (
         f"the ENTRYPOINT `mediagen` runs {scripts['mediagen']}, which the wheel lacks"
     )
 
