@@ -23,6 +23,7 @@ MAX_PROMPT_CHARS = 2000
 MAX_LABELS = 32
 MAX_LABEL_VALUE_CHARS = 256
 MAX_EXTRA_INPUT_BYTES = 16 * 1024
+NUL_MESSAGE = "must not contain NUL (U+0000)"
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # owner/name, optionally :<64-hex version>, as Replicate spells model references.
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(:[0-9a-f]{64})?$")
@@ -77,6 +78,10 @@ def validate_generate(
                 "TOO_LONG",
             )
         )
+    elif "\x00" in prompt:
+        # PostgreSQL cannot store NUL in a text column; refused here it is the caller's
+        # INVALID_ARGUMENT instead of a failed INSERT (INTERNAL).
+        violations.append(FieldViolation("prompt", NUL_MESSAGE, "INVALID_CHARACTER"))
 
     model = request.model.strip() or default_model
     if not _MODEL.match(model):
@@ -134,6 +139,11 @@ def _check_parameters(params: job_pb2.GenerationParameters) -> list[FieldViolati
                 f"must be at most {MAX_PROMPT_CHARS} characters",
                 "TOO_LONG",
             )
+        )
+    elif "\x00" in params.negative_prompt:
+        # The same rule as the prompt: both are text for the model.
+        violations.append(
+            FieldViolation("parameters.negative_prompt", NUL_MESSAGE, "INVALID_CHARACTER")
         )
     if params.output_format not in _FORMATS:
         violations.append(
