@@ -145,7 +145,7 @@ def _setuptools_is_recent() -> bool:
     return major >= 70  # pyproject's build-system floor
 
 
-def test_build_context_installs_the_whole_package(tmp_path: Path) -> None:
+def _build_wheel(tmp_path: Path) -> Path:
     context = tmp_path / "context"
     _build_context(context)
     isolation = [] if not _setuptools_is_recent() else ["--no-build-isolation"]
@@ -163,6 +163,32 @@ def test_build_context_installs_the_whole_package(tmp_path: Path) -> None:
         str(context),
     )
     (wheel,) = (tmp_path / "wheel").glob("mediagen-*.whl")
+    return wheel
+
+
+def test_the_wheel_imports_its_contract_and_migrates(tmp_path: Path) -> None:
+    """From the wheel alone (not the checkout): mediagen.v1 sits inside mediagen, and the
+    packaged migrations build a database."""
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(_build_wheel(tmp_path)) as zf:
+        zf.extractall(unpacked)
+    script = (
+        # The checkout's editable install hooks the import system; take it out so that only
+        # the unpacked wheel can provide mediagen.
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]\n"
+        "import asyncio, mediagen, mediagen.v1.media_generation_service_pb2 as pb\n"
+        "from mediagen.jobs.migrate import upgrade\n"
+        f"assert mediagen.__file__.startswith({str(unpacked)!r}), mediagen.__file__\n"
+        "assert pb.DESCRIPTOR.services_by_name['MediaGenerationService']\n"
+        f"asyncio.run(upgrade('sqlite+aiosqlite:///{tmp_path}/wheel.db'))\n"
+    )
+    run(sys.executable, "-c", script, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(unpacked)})
+    assert (tmp_path / "wheel.db").stat().st_size > 0
+
+
+def test_build_context_installs_the_whole_package(tmp_path: Path) -> None:
+    wheel = _build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as zf:
         in_wheel = set(zf.namelist())
 
