@@ -19,7 +19,7 @@ from google.rpc import status_pb2
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from mediagen.errors import JobAlreadyFinished, JobNotFound, MediaNotFound
 from mediagen.jobs import convert
@@ -169,7 +169,11 @@ class JobStore:
 
     async def get(self, job_id: str) -> job_pb2.Job:
         async with self.db.reading() as session:
-            row = await session.get(JobRow, job_id, options=[selectinload(JobRow.media)])
+            # One query with the media joined in: every statement is a thread hop on SQLite.
+            result = await session.execute(
+                select(JobRow).where(JobRow.id == job_id).options(joinedload(JobRow.media))
+            )
+            row = result.unique().scalar_one_or_none()
             if row is None:
                 raise JobNotFound(job_id)
             return convert.job_to_proto(row, row.media)
