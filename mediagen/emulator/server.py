@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import math
 import signal
-import socket
 from types import TracebackType
 
 import uvicorn
@@ -16,6 +15,7 @@ from mediagen.config import Settings
 from mediagen.emulator.app import build_app
 from mediagen.emulator.config import EmulatorConfig
 from mediagen.emulator.state import Emulator
+from mediagen.net import listen_tcp
 
 _START_TIMEOUT_S = 10.0
 
@@ -95,31 +95,13 @@ class RunningEmulator:
         await self.stop()
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    # Binding here, not in uvicorn, makes a busy port an OSError at the call site and gives the
-    # real port at once when ``port`` is 0.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
-    # sockets that say TCP. Without it every response after the first waits ~40 ms (Nagle
-    # against delayed ACKs).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 async def start_emulator(
     config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0
 ) -> RunningEmulator:
     """Serve a new emulator on ``host:port`` (0: any free port) in the running event loop."""
     emulator = Emulator(config)
     aborter = _Aborter()
-    sock = _listen(host, port)
+    sock = listen_tcp(host, port)
     server = _Server(
         uvicorn.Config(
             build_app(emulator, aborter),

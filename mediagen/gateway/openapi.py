@@ -22,7 +22,7 @@ from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2
 
 from mediagen.gateway.routes import PathTemplate
-from mediagen.gateway.rules import Binding
+from mediagen.gateway.rules import Binding, resolve_field_path
 from mediagen.gateway.schemas import SCALARS, WRAPPED_TYPE, Schema, SchemaSet, behaviors
 from mediagen.gateway.streaming import EVENT_STREAM, NDJSON, StreamOptions, streamed_type
 from mediagen.gateway.values import JSON_TEXT_TYPES, TEXT_MESSAGE_TYPES, descriptor_of, is_map
@@ -171,8 +171,9 @@ class _Builder:
             schema: Schema = {"type": "string"}
             param: Schema = {"name": name, "in": "path", "required": True, "schema": schema}
             if name in fields:
-                leaf = _leaf(binding.method.input_type, name)
-                if leaf is not None:
+                path = resolve_field_path(binding.method.input_type, name)
+                if path:
+                    leaf = path[-1]
                     schema = self.schemas.single(leaf)
                     param["schema"] = schema
                     description = self.comments.get(leaf.full_name)
@@ -224,19 +225,6 @@ class _Builder:
     @staticmethod
     def json(schema: Schema) -> Schema:
         return {"content": {"application/json": {"schema": schema}}}
-
-
-def _leaf(message: Descriptor, path: str) -> Any:
-    field = None
-    current: Descriptor | None = message
-    for name in path.split("."):
-        if current is None:
-            return None
-        field = current.fields_by_name.get(name)
-        if field is None:
-            return None
-        current = field.message_type
-    return field
 
 
 def build_openapi(

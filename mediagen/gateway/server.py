@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ import uvicorn
 
 from mediagen.config import Settings
 from mediagen.gateway.app import GatewayApp, build_gateway_app
+from mediagen.net import listen_tcp
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -58,26 +58,11 @@ class RunningGateway:
         await asyncio.shield(self._task)
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket. Its protocol is IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY
-    only on such sockets, and without it Nagle's algorithm meets delayed ACKs (40 ms a reply)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 async def start_gateway(
     app: GatewayApp, host: str, port: int, *, grace_s: float = 10.0
 ) -> RunningGateway:
     """Serve ``app`` on ``host:port`` (0: any free port) from the running event loop."""
-    sock = _listen(host, port)
+    sock = listen_tcp(host, port)
     config = uvicorn.Config(
         app,
         log_config=None,

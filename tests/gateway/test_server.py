@@ -95,9 +95,9 @@ async def test_run_gateway_prints_its_address(tmp_path, capsys):
 def test_listening_socket_gets_tcp_nodelay_connections():
     # asyncio sets TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP; without it every
     # reply waits for a delayed ACK (about 40 ms).
-    from mediagen.gateway.server import _listen
+    from mediagen.net import listen_tcp
 
-    sock = _listen("127.0.0.1", 0)
+    sock = listen_tcp("127.0.0.1", 0)
     try:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
