@@ -53,7 +53,14 @@ from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
 from mediagen.worker.broker import CONSUMER_GROUP
 from tests.fixtures.database import POSTGRES_BASE
-from tests.fixtures.processes import Cluster, Proc, free_port, wait_for_grpc_health, wait_for_http
+from tests.fixtures.processes import (
+    Cluster,
+    Proc,
+    distributed_env,
+    free_port,
+    wait_for_grpc_health,
+    wait_for_http,
+)
 from tests.fixtures.s3 import make_s3_settings, running_moto_server
 
 MiB = 1024 * 1024
@@ -191,20 +198,16 @@ def deploy(
     bucket = make_s3_settings(s3_url).bucket
     emulator_port = free_port()
     emulator_url = f"http://127.0.0.1:{emulator_port}"
+    cluster.env |= distributed_env(
+        database_url=database_url,
+        redis_url=redis_url,
+        s3_url=s3_url,
+        bucket=bucket,
+        emulator_port=emulator_port,
+        token=TOKEN,
+    )
     cluster.env |= {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
         "MEDIAGEN_QUEUE_NAME": queue,
-        "STORAGE_TYPE": "s3",
-        "S3_ENDPOINT_URL": s3_url,
-        "S3_BUCKET_NAME": bucket,
-        "S3_ACCESS_KEY_ID": "testing",
-        "S3_SECRET_ACCESS_KEY": "testing",
-        "S3_ADDRESSING_STYLE": "path",
-        "S3_CREATE_BUCKET": "true",
-        "REPLICATE_API_TOKEN": TOKEN,
-        "REPLICATE_BASE_URL": emulator_url,
-        "MEDIAGEN_EMULATOR_PORT": str(emulator_port),
         # The prediction itself is not what is measured: make it quick, and poll it often.
         "MEDIAGEN_EMULATOR_LATENCY_S": "0.2",
         "MEDIAGEN_POLL_INTERVAL_S": "0.1",

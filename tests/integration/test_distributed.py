@@ -20,7 +20,14 @@ from mediagen.config import S3Settings
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
-from tests.fixtures.processes import Cluster, Proc, free_port, wait_for_grpc_health, wait_for_http
+from tests.fixtures.processes import (
+    Cluster,
+    Proc,
+    distributed_env,
+    free_port,
+    wait_for_grpc_health,
+    wait_for_http,
+)
 from tests.fixtures.s3 import make_s3_settings
 
 TOKEN = "r8_distributed_test_token"
@@ -54,19 +61,15 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
     s3 = make_s3_settings(s3_server)
     emulator_port = free_port()
     emulator_url = f"http://127.0.0.1:{emulator_port}"
+    cluster.env |= distributed_env(
+        database_url=postgres_url,
+        redis_url="redis://127.0.0.1:6379/0",
+        s3_url=s3_server,
+        bucket=s3.bucket,
+        emulator_port=emulator_port,
+        token=TOKEN,
+    )
     cluster.env |= {
-        "DATABASE_URL": postgres_url,
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "STORAGE_TYPE": "s3",
-        "S3_ENDPOINT_URL": s3_server,
-        "S3_BUCKET_NAME": s3.bucket,
-        "S3_ACCESS_KEY_ID": "testing",
-        "S3_SECRET_ACCESS_KEY": "testing",
-        "S3_ADDRESSING_STYLE": "path",
-        "S3_CREATE_BUCKET": "true",
-        "REPLICATE_API_TOKEN": TOKEN,
-        "REPLICATE_BASE_URL": emulator_url,
-        "MEDIAGEN_EMULATOR_PORT": str(emulator_port),
         "MEDIAGEN_EMULATOR_LATENCY_S": str(LATENCY_S),
         "MEDIAGEN_LEASE_S": str(LEASE_S),
         "MEDIAGEN_RECONCILE_INTERVAL_S": str(RECONCILE_S),
