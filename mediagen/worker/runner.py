@@ -109,10 +109,6 @@ class JobRunner:
         self._running: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._running)
-
     async def handle(self, job_id: str, ack: Callable[[], Awaitable[None]] | None = None) -> None:
         """Entry point of the queue task: claim the job and run an attempt if it is ours."""
         task = asyncio.current_task()
@@ -177,6 +173,10 @@ class JobRunner:
 
     async def _attempt(self, attempt: _Attempt) -> None:
         job = attempt.job
+        if attempt.cancel.is_set() and job.prediction_requested_at is None:
+            # Cancelled before any prediction was asked for: nothing to start, nothing to pay.
+            await self._finish_cancel(job, None)
+            return
         prediction = await self._start_prediction(attempt)
         prediction = await self._poll(attempt, prediction)
         status = prediction.status
@@ -319,8 +319,8 @@ class JobRunner:
             sha256=info.sha256,
         )
 
-    async def _finish_cancel(self, job: ClaimedJob, prediction: Prediction) -> None:
-        if not prediction.status.terminal:
+    async def _finish_cancel(self, job: ClaimedJob, prediction: Prediction | None) -> None:
+        if prediction is not None and not prediction.status.terminal:
             with contextlib.suppress(ProviderError):
                 await self.provider.cancel(prediction.id)
         event = await self._shielded(self.store.finish_cancel(job.id, self.owner))

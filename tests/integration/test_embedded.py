@@ -18,6 +18,7 @@ from PIL import Image
 
 from mediagen.embedded import Embedded
 from mediagen.emulator import Delay, Route
+from mediagen.jobs.validation import validate_generate
 from mediagen.providers.base import PredictionStatus
 from mediagen.v1 import job_pb2, media_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
@@ -206,3 +207,26 @@ async def test_duplicate_delivery_creates_one_prediction(stub: Stub, embedded: E
     assert (await watch(stub, job.id))[-1].job.status == job_pb2.JOB_STATE_SUCCEEDED
     prompts = [p.input.get("prompt") for p in embedded.emulator.emulator.predictions]
     assert prompts.count("delivered thrice") == 1
+
+
+async def test_job_cancelled_before_any_prediction_never_starts_one(
+    stub: Stub, embedded: Embedded
+) -> None:
+    # A worker claimed the job, then died before asking for a prediction; meanwhile a caller
+    # cancelled it. The next worker must finish the cancellation without paying for anything.
+    assert embedded.core is not None
+    store = embedded.core.store
+    spec = validate_generate(
+        pb.GenerateMediaRequest(prompt="cancelled in time"),
+        default_model=embedded.settings.default_model,
+        allowed_models=embedded.settings.models,
+    )
+    job, _ = await store.create(spec)
+    assert await store.claim(job.id, "a-worker-that-dies", lease_s=0.2)
+    assert (await stub.CancelJob(pb.CancelJobRequest(id=job.id))).job.cancel_requested
+    await asyncio.sleep(0.3)  # the dead worker's lease runs out
+    await embedded.core.enqueue(job.id)
+    events = await watch(stub, job.id)
+    assert events[-1].job.status == job_pb2.JOB_STATE_CANCELED
+    prompts = [p.input.get("prompt") for p in embedded.emulator.emulator.predictions]
+    assert "cancelled in time" not in prompts
