@@ -14,24 +14,11 @@ from typing import Any
 
 import grpc
 
-from mediagen.api.server import GrpcServer, start_grpc_server
-from mediagen.api.servicer import MediaGenerationServicer
+from mediagen.api.server import start_grpc_server
 from mediagen.config import Settings
 from mediagen.jobs.migrate import upgrade
-from mediagen.wiring import Core, build_provider, open_core
-from mediagen.worker.reconciler import Reconciler
+from mediagen.wiring import Core, build_reconciler, build_runner, build_servicer, open_core
 from mediagen.worker.runner import JobRunner
-
-
-def reconciler_for(core: Core) -> Reconciler:
-    settings = core.settings
-    return Reconciler(
-        core.store,
-        core.enqueue,
-        interval_s=settings.reconcile_interval_s,
-        # A wake-up is re-sent if its job is still unclaimed a lease later.
-        resend_after_s=max(settings.lease_s, 3 * settings.reconcile_interval_s),
-    )
 
 
 class Embedded:
@@ -71,25 +58,20 @@ class Embedded:
         self.settings = settings
         core = self.core = await stack.enter_async_context(open_core(settings, worker=True))
 
-        provider = build_provider(settings)
+        runner, provider = build_runner(core)
+        self.runner = runner
         stack.push_async_callback(provider.close)
-        runner = self.runner = JobRunner(
-            settings, core.store, core.bus, provider, core.storage, requeue=core.enqueue
-        )
-        core.broker.state.handle_job = runner.handle
         stack.push_async_callback(runner.drain, settings.shutdown_grace_s)
 
-        servicer = MediaGenerationServicer(
-            settings, core.store, core.bus, core.storage, core.enqueue
-        )
+        servicer = build_servicer(core)
         server = await start_grpc_server(settings.host, settings.grpc_port, servicer=servicer)
         self.grpc_port = server.port
-        stack.push_async_callback(self._stop_grpc, server, servicer)
+        stack.push_async_callback(server.stop, settings.shutdown_grace_s, servicer)
 
         if self.with_gateway:
             await self._start_gateway(settings)
 
-        reconciler = reconciler_for(core)
+        reconciler = build_reconciler(core)
         # The in-process queue starts empty: wake every job a previous run left behind.
         await reconciler.run_once(resend_after_s=0)
         task = asyncio.create_task(reconciler.run_forever(), name="reconciler")
@@ -117,9 +99,6 @@ class Embedded:
         )
         self.http_port = gateway.port
         self._stack.push_async_callback(gateway.stop)
-
-    async def _stop_grpc(self, server: GrpcServer, servicer: MediaGenerationServicer) -> None:
-        await server.stop(self.settings.shutdown_grace_s, servicer)
 
     async def stop(self) -> None:
         """Stop taking calls, let running work finish (up to the grace period), close all."""

@@ -52,13 +52,15 @@ HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
 }
 
 
+_BY_NUMBER: Mapping[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+
+
 def http_status_for(code: grpc.StatusCode | int) -> int:
     """HTTP status for a gRPC code (an enum member or its number); 500 for anything unknown."""
     if isinstance(code, int):
-        by_number = {c.value[0]: c for c in grpc.StatusCode}
-        if code not in by_number:
+        if code not in _BY_NUMBER:
             return 500
-        code = by_number[code]
+        code = _BY_NUMBER[code]
     return HTTP_STATUS.get(code, 500)
 
 

@@ -17,14 +17,11 @@ from typing import Any
 
 from taskiq.receiver import Receiver
 
-from mediagen.api.server import GrpcServer, start_grpc_server
-from mediagen.api.servicer import MediaGenerationServicer
+from mediagen.api.server import start_grpc_server
 from mediagen.config import ConfigError, Settings
-from mediagen.embedded import Embedded, reconciler_for
+from mediagen.embedded import Embedded
 from mediagen.jobs.migrate import upgrade
-from mediagen.providers.replicate import ReplicateProvider
-from mediagen.wiring import Core, build_provider, open_core
-from mediagen.worker.runner import JobRunner
+from mediagen.wiring import build_reconciler, build_runner, build_servicer, open_core
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +73,6 @@ async def serve(settings: Settings) -> None:
         await app.stop()
 
 
-async def _stop_grpc(
-    server: GrpcServer, servicer: MediaGenerationServicer, settings: Settings
-) -> None:
-    await server.stop(settings.shutdown_grace_s, servicer)
-
-
-def _runner(core: Core) -> tuple[JobRunner, ReplicateProvider]:
-    provider = build_provider(core.settings)
-    runner = JobRunner(
-        core.settings, core.store, core.bus, provider, core.storage, requeue=core.enqueue
-    )
-    core.broker.state.handle_job = runner.handle
-    return runner, provider
-
-
 def _require_redis(settings: Settings, role: str) -> None:
     """The separate roles share work through Redis; without it jobs would never reach a worker."""
     if not settings.redis_url:
@@ -104,20 +86,18 @@ async def api(settings: Settings) -> None:
     """Run the gRPC API (with health and reflection) until SIGTERM/SIGINT."""
     _require_redis(settings, "api")
     async with open_core(settings, worker=False) as core:
-        servicer = MediaGenerationServicer(
-            settings, core.store, core.bus, core.storage, core.enqueue
-        )
+        servicer = build_servicer(core)
         server = await start_grpc_server(settings.host, settings.grpc_port, servicer=servicer)
         _announce(f"gRPC listening on {settings.host}:{server.port}")
         await _until_signalled()
-        await _stop_grpc(server, servicer, settings)
+        await server.stop(settings.shutdown_grace_s, servicer)
 
 
 async def worker(settings: Settings) -> None:
     """Run a worker (and its reconciler) until SIGTERM/SIGINT, then drain."""
     _require_redis(settings, "worker")
     async with open_core(settings, worker=True) as core:
-        runner, provider = _runner(core)
+        runner, provider = build_runner(core)
         health = None
         if settings.worker_health_port:
             health = await start_grpc_server(
@@ -135,7 +115,7 @@ async def worker(settings: Settings) -> None:
             f"worker {runner.owner} consuming {settings.queue_name}"
             + (f"; health on {settings.host}:{health.port}" if health else "")
         )
-        async with _background(reconciler_for(core).run_forever()):
+        async with _background(build_reconciler(core).run_forever()):
             stopped = asyncio.create_task(_until_signalled())
             await asyncio.wait({listening, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if health is not None:
@@ -163,7 +143,7 @@ async def scheduler(settings: Settings) -> None:
     _require_redis(settings, "scheduler")
     async with open_core(settings, worker=False) as core:
         _announce(f"reconciler every {settings.reconcile_interval_s:g}s")
-        async with _background(reconciler_for(core).run_forever()):
+        async with _background(build_reconciler(core).run_forever()):
             await _until_signalled()
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from taskiq import AsyncBroker
 
+from mediagen.api.servicer import MediaGenerationServicer
 from mediagen.config import Settings
 from mediagen.events.bus import EventBus, InProcessBus
 from mediagen.events.redis import RedisBus
@@ -22,6 +23,8 @@ from mediagen.providers.replicate import ReplicateProvider
 from mediagen.storage import build_storage
 from mediagen.storage.base import Storage
 from mediagen.worker import broker as queue
+from mediagen.worker.reconciler import Reconciler
+from mediagen.worker.runner import JobRunner
 
 
 @dataclass
@@ -81,3 +84,29 @@ async def open_core(settings: Settings, *, worker: bool) -> AsyncIterator[Core]:
             storage=storage,
             broker=broker,
         )
+
+
+def build_servicer(core: Core) -> MediaGenerationServicer:
+    return MediaGenerationServicer(core.settings, core.store, core.bus, core.storage, core.enqueue)
+
+
+def build_runner(core: Core) -> tuple[JobRunner, ReplicateProvider]:
+    """A job runner for this process, registered as the queue task's handler, and its
+    provider (the caller closes it)."""
+    provider = build_provider(core.settings)
+    runner = JobRunner(
+        core.settings, core.store, core.bus, provider, core.storage, requeue=core.enqueue
+    )
+    core.broker.state.handle_job = runner.handle
+    return runner, provider
+
+
+def build_reconciler(core: Core) -> Reconciler:
+    settings = core.settings
+    return Reconciler(
+        core.store,
+        core.enqueue,
+        interval_s=settings.reconcile_interval_s,
+        # A wake-up is re-sent if its job is still unclaimed a lease later.
+        resend_after_s=max(settings.lease_s, 3 * settings.reconcile_interval_s),
+    )

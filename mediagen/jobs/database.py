@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -97,10 +97,6 @@ class Database:
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self._read_engine, expire_on_commit=False)
 
-    @property
-    def is_sqlite(self) -> bool:
-        return _is_sqlite(self.url)
-
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
@@ -112,11 +108,6 @@ class Database:
         """A read-only session."""
         async with _translated(), self._reader() as session:
             yield session
-
-    async def ping(self) -> None:
-        """Raise :class:`Unavailable` unless the database answers."""
-        async with self.reading() as session:
-            await session.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self._write_engine.dispose()

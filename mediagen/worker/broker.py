@@ -8,6 +8,7 @@ worker; the claim in the database decides who works (``../shared/reference/taski
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -73,10 +74,5 @@ async def enqueue(broker: AsyncBroker, job_id: str) -> None:
     task = broker.find_task(TASK_NAME)
     if task is None:
         raise RuntimeError(f"task {TASK_NAME} is not registered")
-    await task.kicker().with_task_id(f"{job_id}:{_unique()}").kiq(job_id)
-
-
-def _unique() -> str:
-    import uuid
-
-    return uuid.uuid4().hex[:12]
+    # A task id of its own per message: several wake-ups for one job may be in flight.
+    await task.kicker().with_task_id(f"{job_id}:{uuid.uuid4().hex[:12]}").kiq(job_id)

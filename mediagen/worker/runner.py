@@ -35,7 +35,6 @@ from mediagen.jobs.store import ClaimedJob, JobStore, LeaseLost, NewMedia
 from mediagen.media.inspect import OutputTooLarge, inspect_stream
 from mediagen.providers.base import Prediction, PredictionStatus, Provider, ProviderError
 from mediagen.storage.base import Storage, StorageError
-from mediagen.v1 import job_pb2
 
 log = logging.getLogger(__name__)
 
@@ -441,11 +440,3 @@ class JobRunner:
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("re-enqueue failed (the reconciler will retry): %s", task.exception())
-
-
-def terminal(event: job_pb2.JobEvent) -> bool:
-    return event.job.status in (
-        job_pb2.JOB_STATE_SUCCEEDED,
-        job_pb2.JOB_STATE_FAILED,
-        job_pb2.JOB_STATE_CANCELED,
-    )
