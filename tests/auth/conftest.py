@@ -59,7 +59,7 @@ async def create_keys(database_url: str) -> tuple[dict[str, str], dict[str, str]
         await db.dispose()
 
 
-def _recording_unary(name: str, seen: list[tuple[str, Principal]]) -> Callable[..., Any]:
+def recording_unary(name: str, seen: list[tuple[str, Principal]]) -> Callable[..., Any]:
     original = getattr(MediaGenerationServicer, name)
 
     async def method(self: Any, request: Any, context: Any) -> Any:
@@ -69,7 +69,7 @@ def _recording_unary(name: str, seen: list[tuple[str, Principal]]) -> Callable[.
     return method
 
 
-def _recording_stream(name: str, seen: list[tuple[str, Principal]]) -> Callable[..., Any]:
+def recording_stream(name: str, seen: list[tuple[str, Principal]]) -> Callable[..., Any]:
     original = getattr(MediaGenerationServicer, name)
 
     async def method(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
@@ -87,8 +87,8 @@ async def secured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     texts, ids = await create_keys(settings.effective_database_url)
     seen: list[tuple[str, Principal]] = []
     for name in ("GenerateMedia", "GetJob", "ListJobs", "CancelJob", "GetMedia"):
-        monkeypatch.setattr(MediaGenerationServicer, name, _recording_unary(name, seen))
-    monkeypatch.setattr(MediaGenerationServicer, "WatchJob", _recording_stream("WatchJob", seen))
+        monkeypatch.setattr(MediaGenerationServicer, name, recording_unary(name, seen))
+    monkeypatch.setattr(MediaGenerationServicer, "WatchJob", recording_stream("WatchJob", seen))
     app = Embedded(settings)
     await app.start()
     try:
