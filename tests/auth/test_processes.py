@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.fixtures.processes import Cluster, Proc, free_port, wait_for_grpc_health, wait_for_http
 
@@ -37,11 +36,12 @@ def _create(cluster: Cluster, env: Mapping[str, str], *args: str) -> tuple[str, 
     return key, key.split("_")[1]
 
 
-@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
-def test_keys_create_list_revoke(cluster: Cluster, tmp_path: Path, db: str, request) -> None:
+def test_keys_create_list_revoke(cluster: Cluster, tmp_path: Path, database_url: str) -> None:
+    # SQLite: the embedded default (a fresh data dir, migrated by the command); PostgreSQL:
+    # DATABASE_URL (the session's database, emptied of keys by the fixture).
     env = {"MEDIAGEN_DATA_DIR": str(tmp_path / "data")}
-    if db == "postgresql":
-        env["DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    if not database_url.startswith("sqlite"):
+        env["DATABASE_URL"] = database_url
     key, key_id = _create(cluster, env, "--tenant", "acme")
     viewer, viewer_id = _create(cluster, env, "--tenant", "acme", "--role", "viewer")
     secrets = [key.split("_", 2)[2], viewer.split("_", 2)[2]]
