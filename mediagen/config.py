@@ -74,6 +74,33 @@ class S3Settings:
 
 
 @dataclass(frozen=True)
+class TLSSettings:
+    """The certificate both listeners (gRPC and HTTP) present; with ``client_ca``, every client
+    must present a certificate that CA signed (mTLS). PEM files; see :mod:`mediagen.tls`."""
+
+    cert: Path  # the certificate chain, leaf first
+    key: Path  # its private key, unencrypted
+    client_ca: Path | None = None
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_ca is not None
+
+
+def _tls(env: Mapping[str, str]) -> TLSSettings | None:
+    cert = env.get("MEDIAGEN_TLS_CERT", "").strip()
+    key = env.get("MEDIAGEN_TLS_KEY", "").strip()
+    client_ca = env.get("MEDIAGEN_TLS_CLIENT_CA", "").strip()
+    if bool(cert) != bool(key):
+        raise ConfigError("MEDIAGEN_TLS_CERT and MEDIAGEN_TLS_KEY must be set together")
+    if not cert:
+        if client_ca:
+            raise ConfigError("MEDIAGEN_TLS_CLIENT_CA needs MEDIAGEN_TLS_CERT and MEDIAGEN_TLS_KEY")
+        return None
+    return TLSSettings(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the embedded defaults."""
 
@@ -82,8 +109,9 @@ class Settings:
     host: str = "127.0.0.1"
     grpc_port: int = 50051
     http_port: int = 8080
-    # Base of the URLs of locally stored media; default http://<host>:<http_port>.
+    # Base of the URLs of locally stored media; default http(s)://<host>:<http_port>.
     public_url: str | None = None
+    tls: TLSSettings | None = None  # None: plaintext listeners
 
     database_url: str | None = None  # None: SQLite in data_dir
     db_pool_size: int = 5
@@ -136,7 +164,8 @@ class Settings:
 
     @property
     def effective_public_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.http_port}").rstrip("/")
+        scheme = "https" if self.tls else "http"
+        return (self.public_url or f"{scheme}://{self.host}:{self.http_port}").rstrip("/")
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -179,6 +208,7 @@ class Settings:
             grpc_port=_int(env, "MEDIAGEN_GRPC_PORT", d.grpc_port),
             http_port=_int(env, "MEDIAGEN_HTTP_PORT", d.http_port),
             public_url=env.get("MEDIAGEN_PUBLIC_URL") or None,
+            tls=_tls(env),
             database_url=env.get("DATABASE_URL") or None,
             db_pool_size=_int(env, "MEDIAGEN_DB_POOL_SIZE", d.db_pool_size),
             db_max_overflow=_int(env, "MEDIAGEN_DB_MAX_OVERFLOW", d.db_max_overflow),

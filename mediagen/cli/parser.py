@@ -20,6 +20,7 @@ from mediagen.cli.commands import (
 )
 from mediagen.cli.output import print_error
 from mediagen.cli.service import ROLES, run_role
+from mediagen.cli.tls_options import add_tls_options
 from mediagen.client import ParameterError, parse_params
 
 
@@ -76,6 +77,7 @@ def _client_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=30.0 if top else argparse.SUPPRESS,
         help="deadline of each call (default 30; watching has none)",
     )
+    add_tls_options(parser, top=top)
 
 
 def _client_command(
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="HOST:PORT",
                 help="the gRPC API to translate to (default: as --target)",
             )
+            add_tls_options(sub, top=False)  # how the gateway reaches that API
         sub.set_defaults(run=run_role)
 
     generate = _client_command(commands, "generate", generate_command, "submit a generation job")
