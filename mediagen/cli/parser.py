@@ -68,7 +68,7 @@ def _client_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="URL",
         default=default,
         help="HTTP gateway base for relative media and status URLs (default: "
-        "$MEDIAGEN_PUBLIC_URL, else http://<target host>:$MEDIAGEN_HTTP_PORT or 8080)",
+        "$MEDIAGEN_PUBLIC_URL, else http(s)://<target host>:$MEDIAGEN_HTTP_PORT or 8080)",
     )
     parser.add_argument(
         "--timeout",

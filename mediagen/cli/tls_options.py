@@ -36,7 +36,7 @@ def add_tls_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         action="store_true",
         default=False if top else argparse.SUPPRESS,
         help=f"talk TLS to the server (env {ENV_TLS}; implied by --ca, --cert, --key); "
-        "without --ca the system's roots are trusted",
+        "without --ca, the public roots gRPC ships are trusted",
     )
     parser.add_argument(
         "--ca",

@@ -129,7 +129,8 @@ class MediagenClient:
         retry: backoff on ``UNAVAILABLE``; :data:`DEFAULT_RETRY_POLICY` if None.
         http_base_url: the HTTP gateway, as ``http://host:port``, against which relative media
             URLs and ``status_url`` are resolved; absolute URLs (S3) are used as they are.
-        http_client: an ``httpx.AsyncClient`` for downloads; the client then does not close it.
+        http_client: an ``httpx.AsyncClient`` for downloads; the client then does not close it
+            (nor give it the TLS settings above).
 
     Use it as an async context manager, or call :meth:`aclose` when done. The channel is opened
     on first use, inside the running event loop, which ``grpc.aio`` requires. One client may be

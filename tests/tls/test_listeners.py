@@ -167,7 +167,6 @@ class _RecordingServicer(MediaGenerationServicer):
 
 async def test_mtls_puts_the_verified_certificate_in_the_auth_context(tls_files, tmp_path):
     settings = Settings(data_dir=tmp_path, host="127.0.0.1", grpc_port=0)
-    tmp_path.mkdir(exist_ok=True)
     await upgrade(settings.effective_database_url)
     async with open_core(settings, worker=False) as core:
         servicer = _RecordingServicer(
