@@ -74,6 +74,33 @@ class S3Settings:
 
 
 @dataclass(frozen=True)
+class TLSSettings:
+    """The certificate both listeners (gRPC and HTTP) present; with ``client_ca``, every client
+    must present a certificate that CA signed (mTLS). PEM files; see :mod:`mediagen.tls`."""
+
+    cert: Path  # the certificate chain, leaf first
+    key: Path  # its private key, unencrypted
+    client_ca: Path | None = None
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_ca is not None
+
+
+def _tls(env: Mapping[str, str]) -> TLSSettings | None:
+    cert = env.get("MEDIAGEN_TLS_CERT", "").strip()
+    key = env.get("MEDIAGEN_TLS_KEY", "").strip()
+    client_ca = env.get("MEDIAGEN_TLS_CLIENT_CA", "").strip()
+    if bool(cert) != bool(key):
+        raise ConfigError("MEDIAGEN_TLS_CERT and MEDIAGEN_TLS_KEY must be set together")
+    if not cert:
+        if client_ca:
+            raise ConfigError("MEDIAGEN_TLS_CLIENT_CA needs MEDIAGEN_TLS_CERT and MEDIAGEN_TLS_KEY")
+        return None
+    return TLSSettings(Path(cert), Path(key), Path(client_ca) if client_ca else None)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the embedded defaults."""
 
@@ -82,8 +109,9 @@ class Settings:
     host: str = "127.0.0.1"
     grpc_port: int = 50051
     http_port: int = 8080
-    # Base of the URLs of locally stored media; default http://<host>:<http_port>.
+    # Base of the URLs of locally stored media; default http(s)://<host>:<http_port>.
     public_url: str | None = None
+    tls: TLSSettings | None = None  # None: plaintext listeners
 
     database_url: str | None = None  # None: SQLite in data_dir
     db_pool_size: int = 5
@@ -126,6 +154,8 @@ class Settings:
     auth_reflection: bool = False  # True: server reflection needs credentials too
     # Client-certificate subjects (CN, subjectAltName or whole subject) that act as admins.
     auth_mtls_admins: tuple[str, ...] = ()
+    # Client-certificate subjects that stand for the tenant their CN names ("*": any verified one).
+    auth_mtls_tenants: tuple[str, ...] = ()
     log_level: str = "INFO"
 
     @property
@@ -142,7 +172,8 @@ class Settings:
 
     @property
     def effective_public_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.http_port}").rstrip("/")
+        scheme = "https" if self.tls else "http"
+        return (self.public_url or f"{scheme}://{self.host}:{self.http_port}").rstrip("/")
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -185,6 +216,7 @@ class Settings:
             grpc_port=_int(env, "MEDIAGEN_GRPC_PORT", d.grpc_port),
             http_port=_int(env, "MEDIAGEN_HTTP_PORT", d.http_port),
             public_url=env.get("MEDIAGEN_PUBLIC_URL") or None,
+            tls=_tls(env),
             database_url=env.get("DATABASE_URL") or None,
             db_pool_size=_int(env, "MEDIAGEN_DB_POOL_SIZE", d.db_pool_size),
             db_max_overflow=_int(env, "MEDIAGEN_DB_MAX_OVERFLOW", d.db_max_overflow),
@@ -218,5 +250,6 @@ class Settings:
             auth_cache_s=_float(env, "MEDIAGEN_AUTH_CACHE_S", d.auth_cache_s),
             auth_reflection=_bool(env, "MEDIAGEN_AUTH_REFLECTION", d.auth_reflection),
             auth_mtls_admins=_list(env, "MEDIAGEN_AUTH_MTLS_ADMINS"),
+            auth_mtls_tenants=_list(env, "MEDIAGEN_AUTH_MTLS_TENANTS"),
             log_level="DEBUG" if debug else env.get("MEDIAGEN_LOG_LEVEL", d.log_level).upper(),
         )

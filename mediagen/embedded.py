@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -40,10 +43,18 @@ class Embedded:
         self.core: Core | None = None
         self.runner: JobRunner | None = None
         self._stack = contextlib.AsyncExitStack()
+        self._gateway_url = ""
+        # Where the embedded gateway reaches the API when the TCP port speaks TLS.
+        self._private_socket: Path | None = None
 
     @property
     def grpc_target(self) -> str:
         return f"{self.settings.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        """The gateway's base URL (https when TLS is on); empty without a gateway."""
+        return self._gateway_url
 
     async def start(self) -> None:
         try:
@@ -71,11 +82,15 @@ class Embedded:
         stack.push_async_callback(runner.drain, settings.shutdown_grace_s)
 
         servicer = build_servicer(core)
+        if settings.tls is not None and self.with_gateway:
+            self._private_socket = self._private_socket_path()
         server = await start_grpc_server(
             settings.host,
             settings.grpc_port,
             servicer=servicer,
             interceptors=await build_auth(core),
+            tls=settings.tls,
+            unix_socket=self._private_socket,
         )
         self.grpc_port = server.port
         stack.push_async_callback(server.stop, settings.shutdown_grace_s, servicer)
@@ -100,16 +115,36 @@ class Embedded:
             replicate_api_token=token, replicate_base_url=self.emulator.base_url
         )
 
+    def _private_socket_path(self) -> Path:
+        """A Unix socket in a fresh directory only this user can enter (mode 0700).
+
+        The gateway would otherwise need a client certificate of its own to pass mTLS, and a
+        name the server certificate is valid for; whoever can open this socket could read the
+        TLS key anyway.
+        """
+        directory = Path(tempfile.mkdtemp(prefix="mediagen-"))
+        self._stack.callback(shutil.rmtree, directory, ignore_errors=True)
+        return directory / "grpc.sock"
+
     async def _start_gateway(self, settings: Settings) -> None:
         from mediagen.gateway import build_gateway_app, start_gateway
 
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.grpc_port}")
+        target = (
+            f"unix:{self._private_socket}"
+            if self._private_socket is not None
+            else f"127.0.0.1:{self.grpc_port}"
+        )
+        channel = grpc.aio.insecure_channel(target)
         self._stack.push_async_callback(channel.close)
         files_root = settings.media_dir if settings.storage_type == "local" else None
         gateway = await start_gateway(
-            build_gateway_app(channel, files_root=files_root), settings.host, settings.http_port
+            build_gateway_app(channel, files_root=files_root),
+            settings.host,
+            settings.http_port,
+            tls=settings.tls,
         )
         self.http_port = gateway.port
+        self._gateway_url = gateway.url
         self._stack.push_async_callback(gateway.stop)
 
     async def stop(self) -> None:

@@ -21,6 +21,7 @@ from mediagen.api.server import start_grpc_server
 from mediagen.config import ConfigError, Settings
 from mediagen.embedded import Embedded
 from mediagen.jobs.migrate import upgrade
+from mediagen.tls import ClientTLS
 from mediagen.wiring import (
     build_auth,
     build_reconciler,
@@ -70,13 +71,19 @@ async def serve(settings: Settings) -> None:
     try:
         if app.emulator is not None:
             _announce(f"Replicate emulator on {app.emulator.base_url} (no REPLICATE_API_TOKEN set)")
-        _announce(f"gRPC listening on {app.grpc_target}")
-        _announce(f"HTTP listening on http://{settings.host}:{app.http_port} (API docs at /docs)")
+        _announce(f"gRPC listening on {app.grpc_target}{_tls_note(settings)}")
+        _announce(f"HTTP listening on {app.http_url} (API docs at /docs)")
         _announce(f"data in {settings.data_dir.resolve()}")
         await _until_signalled()
         _announce("shutting down")
     finally:
         await app.stop()
+
+
+def _tls_note(settings: Settings) -> str:
+    if settings.tls is None:
+        return ""
+    return " (TLS, client certificates required)" if settings.tls.mutual else " (TLS)"
 
 
 def _require_redis(settings: Settings, role: str) -> None:
@@ -98,8 +105,9 @@ async def api(settings: Settings) -> None:
             settings.grpc_port,
             servicer=servicer,
             interceptors=await build_auth(core),
+            tls=settings.tls,
         )
-        _announce(f"gRPC listening on {settings.host}:{server.port}")
+        _announce(f"gRPC listening on {settings.host}:{server.port}{_tls_note(settings)}")
         await _until_signalled()
         await server.stop(settings.shutdown_grace_s, servicer)
 
@@ -142,11 +150,14 @@ async def worker(settings: Settings) -> None:
         await provider.close()
 
 
-async def gateway(settings: Settings, grpc_target: str) -> None:
-    """Run the JSON/HTTP gateway in front of the gRPC API at ``grpc_target``."""
+async def gateway(
+    settings: Settings, grpc_target: str, upstream_tls: ClientTLS | None = None
+) -> None:
+    """Run the JSON/HTTP gateway in front of the gRPC API at ``grpc_target`` (reached over TLS
+    with ``upstream_tls``)."""
     from mediagen.gateway import run_gateway
 
-    await run_gateway(settings, grpc_target)
+    await run_gateway(settings, grpc_target, upstream_tls=upstream_tls)
 
 
 async def scheduler(settings: Settings) -> None:

@@ -117,7 +117,9 @@ async def build_auth(core: Core) -> list[grpc.aio.ServerInterceptor]:
     return [
         AuthInterceptor(
             verifier,
-            certificates=CertificatePolicy.of(settings.auth_mtls_admins),
+            certificates=CertificatePolicy.of(
+                settings.auth_mtls_admins, settings.auth_mtls_tenants
+            ),
             protect_reflection=settings.auth_reflection,
         )
     ]

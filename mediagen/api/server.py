@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mediagen.api.servicer import MediaGenerationServicer
+from mediagen.config import TLSSettings
+from mediagen.tls import grpc_server_credentials
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
 
@@ -58,10 +61,16 @@ async def start_grpc_server(
     *,
     servicer: MediaGenerationServicer | None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    tls: TLSSettings | None = None,
+    unix_socket: Path | None = None,
 ) -> GrpcServer:
     """Bind and start. Without a servicer it serves health only (a worker's probe endpoint).
 
-    ``interceptors`` run in order around every call (authentication first: see wiring)."""
+    ``interceptors`` run in order around every call (authentication first: see wiring). With
+    ``tls`` the port speaks TLS only (mTLS with a client CA). ``unix_socket`` adds a plaintext
+    listener on that path, for a caller in the same process (the embedded gateway); its
+    directory's permissions are what guards it.
+    """
     server = grpc.aio.server(options=list(SERVER_OPTIONS), interceptors=list(interceptors))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -70,9 +79,16 @@ async def start_grpc_server(
         pb_grpc.add_MediaGenerationServiceServicer_to_server(servicer, server)
         names.append(SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = (
+        server.add_secure_port(address, grpc_server_credentials(tls))
+        if tls is not None
+        else server.add_insecure_port(address)
+    )
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
+    if unix_socket is not None and server.add_insecure_port(f"unix:{unix_socket}") == 0:
+        raise OSError(f"cannot listen on {unix_socket}")
     await server.start()
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

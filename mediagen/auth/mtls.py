@@ -22,15 +22,37 @@ class UnusableCertificate(Unauthenticated):
     reason = "CERTIFICATE_SUBJECT_INVALID"
 
 
+#: In the tenant subjects: every verified certificate stands for the tenant it names.
+ANY_SUBJECT = "*"
+
+
 @dataclass(frozen=True)
 class CertificatePolicy:
-    """Which certificate subjects are admins (CN, any subjectAltName, or the whole subject)."""
+    """Which certificate subjects (CN, any subjectAltName, or the whole subject) stand for a
+    tenant, and which of those are admins.
+
+    Opt-in, because a certificate proves a connection, not always a caller: the gateway reaches
+    the API with a certificate of its own, and if that certificate stood for a tenant every HTTP
+    call without a key would act as it. Listed subjects only (or ``*``); admins count as listed.
+    """
 
     admin_subjects: frozenset[str] = frozenset()
+    tenant_subjects: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, admin_subjects: Iterable[str]) -> CertificatePolicy:
-        return cls(frozenset(s.strip() for s in admin_subjects if s.strip()))
+    def of(
+        cls, admin_subjects: Iterable[str], tenant_subjects: Iterable[str] = ()
+    ) -> CertificatePolicy:
+        return cls(_names(admin_subjects), _names(tenant_subjects))
+
+    def stands_for_someone(self, subjects: set[str]) -> bool:
+        return ANY_SUBJECT in self.tenant_subjects or bool(
+            subjects & (self.tenant_subjects | self.admin_subjects)
+        )
+
+
+def _names(subjects: Iterable[str]) -> frozenset[str]:
+    return frozenset(s.strip() for s in subjects if s.strip())
 
 
 def _texts(auth_context: AuthContext, key: str) -> list[str]:
@@ -42,8 +64,9 @@ def principal_from_certificate(
 ) -> Principal | None:
     """The caller a verified client certificate names, or None when there is none.
 
-    tenant = the certificate's common name (its first subjectAltName when it has no CN); role
-    admin when any of its names is in ``policy.admin_subjects``, else tenant.
+    tenant = the certificate's common name (its first subjectAltName when it has no CN), for
+    subjects the policy lets stand for a tenant; role admin when any of its names is in
+    ``policy.admin_subjects``, else tenant.
     """
     if list(auth_context.get("transport_security_type", ())) != [b"ssl"]:
         return None
@@ -52,12 +75,14 @@ def principal_from_certificate(
     names = common_names or alt_names
     if not names:
         return None
+    subjects = {*common_names, *alt_names, *_texts(auth_context, "x509_subject")}
+    if not policy.stands_for_someone(subjects):
+        return None  # a transport certificate (e.g. the gateway's): the call needs a key
     tenant = names[0]
     if not TENANT.fullmatch(tenant):
         raise UnusableCertificate(
             "the client certificate's common name is not a valid tenant name "
             "(letters, digits, '.', '_', '@', '-'; at most 100)"
         )
-    subjects = {*common_names, *alt_names, *_texts(auth_context, "x509_subject")}
     role = Role.ADMIN if subjects & policy.admin_subjects else Role.TENANT
     return Principal(tenant=tenant, role=role, via="mtls")

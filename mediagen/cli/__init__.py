@@ -16,6 +16,13 @@ job ended FAILED or CANCELED; 2 for a usage error (bad flag, bad ``--param``). A
 mistake is one line on stderr, never a traceback.
 """
 
+import os
+
+# gRPC core logs every refused TLS handshake at INFO on stderr, in front of the one line the CLI
+# prints about it. ERROR was gRPC's own default before it moved to absl logging; it is read
+# once, when grpc is first imported, so it is set before anything below imports it.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from mediagen.cli.base import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from mediagen.cli.commands import default_http_url, default_target
 from mediagen.cli.parser import build_parser, main

@@ -29,6 +29,7 @@ from mediagen.cli.output import (
     table,
     to_json,
 )
+from mediagen.cli.tls_options import client_tls
 from mediagen.client import (
     TERMINAL_STATES,
     DeadlineExceededError,
@@ -56,15 +57,17 @@ def default_target() -> str:
     return target or f"127.0.0.1:{_env_port('MEDIAGEN_GRPC_PORT', DEFAULT_GRPC_PORT)}"
 
 
-def default_http_url(target: str) -> str | None:
-    """``$MEDIAGEN_PUBLIC_URL``, else the gateway on the gRPC target's host (embedded layout)."""
+def default_http_url(target: str, *, tls: bool = False) -> str | None:
+    """``$MEDIAGEN_PUBLIC_URL``, else the gateway on the gRPC target's host (embedded layout),
+    over https when the gRPC target is reached over TLS."""
     public = os.environ.get("MEDIAGEN_PUBLIC_URL", "").strip()
     if public:
         return public
     host, sep, _ = target.rpartition(":")
     if not sep or "/" in host:  # a resolver URI such as dns:///host:port: no guess
         return None
-    return f"http://{host}:{_env_port('MEDIAGEN_HTTP_PORT', DEFAULT_HTTP_PORT)}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://{host}:{_env_port('MEDIAGEN_HTTP_PORT', DEFAULT_HTTP_PORT)}"
 
 
 Action = Callable[[MediagenClient, argparse.Namespace], Awaitable[int]]
@@ -72,35 +75,50 @@ Action = Callable[[MediagenClient, argparse.Namespace], Awaitable[int]]
 
 def run_client(args: argparse.Namespace) -> int:
     target: str = args.target or default_target()
-    http_url: str | None = args.http_url or default_http_url(target)
+    tls = client_tls(args)
+    http_url: str | None = args.http_url or default_http_url(target, tls=tls is not None)
     action: Action = args.action
 
     api_key = args.api_key or os.environ.get("MEDIAGEN_API_KEY", "").strip() or None
 
     async def run() -> int:
         async with MediagenClient(
-            target, timeout_s=args.timeout, http_base_url=http_url, api_key=api_key
+            target,
+            timeout_s=args.timeout,
+            http_base_url=http_url,
+            tls=tls is not None,
+            ca=tls.ca if tls else None,
+            cert=tls.cert if tls else None,
+            key=tls.key if tls else None,
+            api_key=api_key,
         ) as client:
             return await action(client, args)
 
     try:
         return asyncio.run(run())
     except StatusError as exc:
-        print_error(_describe(exc, target))
+        print_error(_describe(exc, target, tls=tls is not None))
     except DownloadError as exc:
         print_error(f"download failed: {exc}")
     return EXIT_FAILED
 
 
-def _describe(exc: StatusError, target: str) -> str:
+def _describe(exc: StatusError, target: str, *, tls: bool = False) -> str:
     """One line for a refused call; field violations the message does not already name added."""
     message = " ".join(exc.message.split())
-    # UNAVAILABLE without ErrorInfo comes from the transport (nothing listening), not from
-    # this service reporting a sick dependency.
+    # UNAVAILABLE without ErrorInfo comes from the transport (nothing listening, or a TLS
+    # handshake that failed), not from this service reporting a sick dependency.
     if isinstance(exc, UnavailableError) and not exc.reason:
+        # A refused handshake looks like a closed socket from here, so name both causes.
+        tls_hint = (
+            "; with TLS, check that --ca signed the server's certificate and, if the server "
+            "requires one, that --cert/--key are a client certificate it accepts"
+            if tls
+            else "; if the server uses TLS, add --tls (and --ca)"
+        )
         return (
             f"cannot reach the server at {target} ({message}); is the server running? "
-            "start it with `mediagen serve`"
+            f"start it with `mediagen serve`{tls_hint}"
         )
     if isinstance(exc, DeadlineExceededError):
         return f"the server at {target} did not answer in time ({message}); try --timeout"

@@ -21,6 +21,7 @@ from mediagen.cli.commands import (
 from mediagen.cli.keys import add_keys_commands
 from mediagen.cli.output import print_error
 from mediagen.cli.service import ROLES, run_role
+from mediagen.cli.tls_options import add_tls_options
 from mediagen.client import ParameterError, parse_params
 
 
@@ -69,7 +70,7 @@ def _client_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="URL",
         default=default,
         help="HTTP gateway base for relative media and status URLs (default: "
-        "$MEDIAGEN_PUBLIC_URL, else http://<target host>:$MEDIAGEN_HTTP_PORT or 8080)",
+        "$MEDIAGEN_PUBLIC_URL, else http(s)://<target host>:$MEDIAGEN_HTTP_PORT or 8080)",
     )
     parser.add_argument(
         "--api-key",
@@ -85,6 +86,7 @@ def _client_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=30.0 if top else argparse.SUPPRESS,
         help="deadline of each call (default 30; watching has none)",
     )
+    add_tls_options(parser, top=top)
 
 
 def _client_command(
@@ -127,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="HOST:PORT",
                 help="the gRPC API to translate to (default: as --target)",
             )
+            add_tls_options(sub, top=False)  # how the gateway reaches that API
         sub.set_defaults(run=run_role)
 
     generate = _client_command(commands, "generate", generate_command, "submit a generation job")

@@ -12,7 +12,9 @@ from typing import Final
 
 from mediagen.cli.base import EXIT_OK, UsageError
 from mediagen.cli.commands import default_target
+from mediagen.cli.tls_options import client_tls
 from mediagen.config import ConfigError, Settings
+from mediagen.tls import ClientTLS
 
 
 @dataclass(frozen=True)
@@ -103,22 +105,26 @@ def run_role(args: argparse.Namespace) -> int:
     }
     # Only the gateway dials gRPC; it follows --target when --grpc-target is not given.
     grpc_target = ""
+    upstream_tls = None
     if args.command == "gateway":
         grpc_target = args.grpc_target or args.target or default_target()
+        upstream_tls = client_tls(args)
     try:
-        asyncio.run(_role(args.command, settings.replace(**changes), grpc_target))
+        asyncio.run(_role(args.command, settings.replace(**changes), grpc_target, upstream_tls))
     except ConfigError as exc:  # raised by a role that cannot run with this configuration
         raise UsageError(f"configuration: {exc}") from exc
     return EXIT_OK
 
 
-async def _role(name: str, settings: Settings, grpc_target: str) -> None:
+async def _role(
+    name: str, settings: Settings, grpc_target: str, upstream_tls: ClientTLS | None
+) -> None:
     # Imported here, not at the top: client commands need none of the server stack.
     from mediagen import roles
 
     roles.configure_logging(settings)
     if name == "gateway":
-        await roles.gateway(settings, grpc_target)
+        await roles.gateway(settings, grpc_target, upstream_tls)
         return
     alone: Mapping[str, Callable[[Settings], Awaitable[None]]] = {
         "serve": roles.serve,

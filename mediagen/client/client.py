@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import mimetypes
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from mediagen.client.errors import (
     _status_error,
 )
 from mediagen.client.params import parameters_from_mapping
+from mediagen.tls import ClientTLS
 from mediagen.v1 import job_pb2, media_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
@@ -115,6 +117,12 @@ class MediagenClient:
         target: the gRPC server as ``host:port`` (ignored when ``channel`` is given).
         channel: an existing ``grpc.aio`` channel to use; the client then does not close it.
         credentials: TLS credentials for a channel the client opens itself; plaintext if None.
+        tls: talk TLS (implied by ``ca``, ``cert`` or ``key``): the channel checks the server
+            against ``ca`` (a PEM file), or against gRPC's own roots without one, and HTTPS
+            media downloads trust ``ca`` besides httpx's roots.
+        ca: PEM file of the roots that signed the server's (and the gateway's) certificate.
+        cert, key: PEM files of a client certificate chain and its key, for a server that
+            requires one (mTLS); presented on the channel and to the gateway for downloads.
         timeout_s: deadline of each unary call attempt, in seconds; None for no deadline.
             ``watch`` streams never have one: they last as long as the job.
         metadata: sent with every call (for example ``[("x-request-id", "...")]``).
@@ -124,7 +132,8 @@ class MediagenClient:
         retry: backoff on ``UNAVAILABLE``; :data:`DEFAULT_RETRY_POLICY` if None.
         http_base_url: the HTTP gateway, as ``http://host:port``, against which relative media
             URLs and ``status_url`` are resolved; absolute URLs (S3) are used as they are.
-        http_client: an ``httpx.AsyncClient`` for downloads; the client then does not close it.
+        http_client: an ``httpx.AsyncClient`` for downloads; the client then does not close it
+            (nor give it the TLS settings above).
 
     Use it as an async context manager, or call :meth:`aclose` when done. The channel is opened
     on first use, inside the running event loop, which ``grpc.aio`` requires. One client may be
@@ -137,6 +146,10 @@ class MediagenClient:
         *,
         channel: grpc.aio.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        tls: bool = False,
+        ca: str | os.PathLike[str] | None = None,
+        cert: str | os.PathLike[str] | None = None,
+        key: str | os.PathLike[str] | None = None,
         timeout_s: float | None = 30.0,
         metadata: Sequence[tuple[str, str | bytes]] = (),
         api_key: str | None = None,
@@ -147,6 +160,12 @@ class MediagenClient:
         self.target = target
         self.timeout_s = timeout_s
         self.http_base_url = http_base_url.rstrip("/") if http_base_url else None
+        self._tls: ClientTLS | None = None
+        if tls or ca is not None or cert is not None or key is not None:
+            if credentials is not None:
+                raise ValueError("pass either credentials or tls/ca/cert/key, not both")
+            self._tls = ClientTLS(ca=_path(ca), cert=_path(cert), key=_path(key))
+            credentials = self._tls.grpc_credentials()  # reads and checks the files now
         self._credentials = credentials
         self._api_key = api_key.strip() if api_key else None
         auth = [("authorization", f"Bearer {self._api_key}")] if self._api_key else []
@@ -419,7 +438,10 @@ class MediagenClient:
     async def _fetch(self, url: str, path: Path, *, limit: int) -> tuple[int, str]:
         """Stream ``url`` into ``path``; return the byte count and SHA-256 hex digest."""
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=True)
+            verify = self._tls.ssl_context() if self._tls is not None else True
+            self._http = httpx.AsyncClient(
+                timeout=self.timeout_s, follow_redirects=True, verify=verify
+            )
         shown = _redacted(url)
         sha = hashlib.sha256()
         size = 0
@@ -444,6 +466,10 @@ class MediagenClient:
         except httpx.HTTPError as exc:
             raise DownloadError(f"GET {shown}: {exc}") from exc
         return size, sha.hexdigest()
+
+
+def _path(name: str | os.PathLike[str] | None) -> Path | None:
+    return Path(name) if name is not None else None
 
 
 def _redacted(url: str) -> str:

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import grpc
 import uvicorn
 
-from mediagen.config import Settings
+from mediagen.config import Settings, TLSSettings
 from mediagen.gateway.app import GatewayApp, build_gateway_app
 from mediagen.net import listen_tcp
+from mediagen.tls import ClientTLS, uvicorn_ssl_options
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -45,11 +46,12 @@ class RunningGateway:
     port: int
     _server: uvicorn.Server
     _task: asyncio.Task[None]
+    scheme: str = "http"  # "https" with TLS
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     async def stop(self) -> None:
         """Stop gracefully: end streams, refuse new connections, finish in-flight requests."""
@@ -59,9 +61,16 @@ class RunningGateway:
 
 
 async def start_gateway(
-    app: GatewayApp, host: str, port: int, *, grace_s: float = 10.0
+    app: GatewayApp,
+    host: str,
+    port: int,
+    *,
+    grace_s: float = 10.0,
+    tls: TLSSettings | None = None,
 ) -> RunningGateway:
-    """Serve ``app`` on ``host:port`` (0: any free port) from the running event loop."""
+    """Serve ``app`` on ``host:port`` (0: any free port) from the running event loop; HTTPS only
+    with ``tls`` (and a client certificate required when it has a client CA)."""
+    ssl_options = uvicorn_ssl_options(tls) if tls is not None else {}
     sock = listen_tcp(host, port)
     config = uvicorn.Config(
         app,
@@ -71,6 +80,7 @@ async def start_gateway(
         ws="none",
         server_header=False,
         timeout_graceful_shutdown=math.ceil(grace_s),
+        **ssl_options,
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway")
@@ -81,17 +91,29 @@ async def start_gateway(
             raise RuntimeError("the gateway stopped while starting")
         await asyncio.sleep(0.01)
     bound_port = int(sock.getsockname()[1])
-    return RunningGateway(app, host, bound_port, server, task)
+    scheme = "https" if tls is not None else "http"
+    return RunningGateway(app, host, bound_port, server, task, scheme)
 
 
-async def run_gateway(settings: Settings, grpc_target: str) -> None:
-    """``mediagen gateway``: serve on settings.host:settings.http_port until cancelled."""
-    channel = grpc.aio.insecure_channel(grpc_target)
+async def run_gateway(
+    settings: Settings, grpc_target: str, *, upstream_tls: ClientTLS | None = None
+) -> None:
+    """``mediagen gateway``: serve on settings.host:settings.http_port until cancelled, calling
+    the API at ``grpc_target`` (over TLS with ``upstream_tls``)."""
+    channel = (
+        grpc.aio.secure_channel(grpc_target, upstream_tls.grpc_credentials())
+        if upstream_tls is not None
+        else grpc.aio.insecure_channel(grpc_target)
+    )
     try:
         files_root = settings.media_dir if settings.storage_type == "local" else None
         app = build_gateway_app(channel, files_root=files_root)
         running = await start_gateway(
-            app, settings.host, settings.http_port, grace_s=settings.shutdown_grace_s
+            app,
+            settings.host,
+            settings.http_port,
+            grace_s=settings.shutdown_grace_s,
+            tls=settings.tls,
         )
         print(f"gateway listening on {running.url}", flush=True)
         try:

@@ -60,7 +60,8 @@ async def tls_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     async with open_core(settings, worker=False) as core:
         store = KeyStore(core.db)
         interceptor = AuthInterceptor(
-            KeyVerifier(store, cache_s=0), certificates=CertificatePolicy.of(["ops-robot"])
+            KeyVerifier(store, cache_s=0),
+            certificates=CertificatePolicy.of(["ops-robot"], ["acme"]),
         )
         server = grpc.aio.server(interceptors=[interceptor])
         pb_grpc.add_MediaGenerationServiceServicer_to_server(build_servicer(core), server)
@@ -85,6 +86,15 @@ async def test_the_certificate_common_name_is_the_tenant(tls_service: TlsService
         "mtls", tls_service.ca.issue_cert("acme.example", common_name="acme")
     )
     assert tls_service.seen == [("ListJobs", Principal("acme", Role.TENANT, via="mtls"))]
+
+
+async def test_an_unlisted_certificate_needs_a_key(tls_service: TlsService) -> None:
+    # The gateway's own certificate, say: calls through it without a key act as no one.
+    cert = tls_service.ca.issue_cert("gateway.internal", common_name="gateway")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await tls_service.list_jobs("mtls", cert)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert tls_service.seen == []
 
 
 async def test_configured_subjects_are_admins(tls_service: TlsService) -> None:

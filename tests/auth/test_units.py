@@ -143,15 +143,24 @@ TLS = {"transport_security_type": [b"ssl"]}
 
 def test_a_verified_certificate_names_its_tenant() -> None:
     context = {**TLS, "x509_common_name": [b"acme"], "x509_subject_alternative_name": [b"a.io"]}
-    assert principal_from_certificate(context, CertificatePolicy()) == Principal(
+    anyone = CertificatePolicy.of([], ["*"])
+    assert principal_from_certificate(context, anyone) == Principal("acme", Role.TENANT, via="mtls")
+    assert principal_from_certificate(context, CertificatePolicy.of([], ["acme"])) == Principal(
         "acme", Role.TENANT, via="mtls"
     )
     admins = CertificatePolicy.of(["a.io", " "])
     assert principal_from_certificate(context, admins) == Principal("acme", Role.ADMIN, via="mtls")
     only_san = {**TLS, "x509_subject_alternative_name": [b"svc.acme.internal"]}
-    assert principal_from_certificate(only_san, CertificatePolicy()) == Principal(
+    assert principal_from_certificate(only_san, anyone) == Principal(
         "svc.acme.internal", Role.TENANT, via="mtls"
     )
+
+
+def test_an_unlisted_certificate_stands_for_no_one() -> None:
+    # e.g. the gateway's own certificate: HTTP calls through it without a key must not act as it
+    gateway = {**TLS, "x509_common_name": [b"gateway"]}
+    assert principal_from_certificate(gateway, CertificatePolicy()) is None
+    assert principal_from_certificate(gateway, CertificatePolicy.of(["ops"], ["acme"])) is None
 
 
 def test_no_certificate_is_no_principal() -> None:
@@ -163,7 +172,9 @@ def test_no_certificate_is_no_principal() -> None:
 
 def test_a_certificate_whose_name_is_no_tenant_is_refused() -> None:
     with pytest.raises(UnusableCertificate):
-        principal_from_certificate({**TLS, "x509_common_name": [b"Acme Corp"]}, CertificatePolicy())
+        principal_from_certificate(
+            {**TLS, "x509_common_name": [b"Acme Corp"]}, CertificatePolicy.of([], ["*"])
+        )
 
 
 # -- start-up

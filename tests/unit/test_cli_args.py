@@ -8,12 +8,14 @@ import types
 from pathlib import Path
 
 import pytest
+import trustme
 from google.protobuf import json_format
 
 import mediagen
 from mediagen import cli
 from mediagen.client import ParameterError, parameters_from_mapping, parse_params
 from mediagen.config import Settings
+from mediagen.tls import ClientTLS
 from mediagen.v1 import job_pb2
 
 
@@ -137,8 +139,11 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Settings, str | 
     calls: list[tuple[str, Settings, str | None]] = []
 
     def fake(name: str):
-        async def role(settings: Settings, grpc_target: str | None = None) -> None:
+        async def role(
+            settings: Settings, grpc_target: str | None = None, upstream_tls: object = None
+        ) -> None:
             calls.append((name, settings, grpc_target))
+            stand_in.upstream_tls = upstream_tls  # type: ignore[attr-defined]
 
         return role
 
@@ -195,6 +200,15 @@ def test_gateway_target_from_flag_then_global_target_then_default(started) -> No
     cli.main(["--target", "api:2", "gateway"])
     cli.main(["gateway"])
     assert [target for _, _, target in started] == ["api:1", "api:2", "127.0.0.1:50051"]
+
+
+def test_gateway_reaches_its_api_with_the_tls_flags(started, tmp_path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(trustme.CA().cert_pem.bytes().decode())
+    cli.main(["gateway", "--grpc-target", "api:1"])
+    assert mediagen.roles.upstream_tls is None  # type: ignore[attr-defined]
+    cli.main(["gateway", "--grpc-target", "api:1", "--ca", str(ca)])
+    assert mediagen.roles.upstream_tls == ClientTLS(ca=ca)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("argv", [["serve", "--grpc-port", "70000"], ["api", "--grpc-port", "x"]])
