@@ -89,7 +89,9 @@ async def run_gateway(settings: Settings, grpc_target: str) -> None:
     channel = grpc.aio.insecure_channel(grpc_target)
     try:
         files_root = settings.media_dir if settings.storage_type == "local" else None
-        app = build_gateway_app(channel, files_root=files_root)
+        app = build_gateway_app(
+            channel, files_root=files_root, files_secret_key=settings.secret_key
+        )
         running = await start_gateway(
             app, settings.host, settings.http_port, grace_s=settings.shutdown_grace_s
         )
