@@ -49,7 +49,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 #: Longest tenant name the schema holds.
-TENANT_LENGTH = 64
+TENANT_LENGTH = 100
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

@@ -22,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 #: mediagen.auth.principal.DEFAULT_TENANT, spelled out: a migration must not change when the
 #: code it was written against does.
 DEFAULT_TENANT = "default"
-TENANT_LENGTH = 64
+TENANT_LENGTH = 100
 
 
 def _add_tenant(table: str) -> None:
