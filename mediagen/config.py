@@ -121,6 +121,12 @@ class Settings:
 
     secret_key: str = "mediagen-dev-secret"  # signs page tokens and local media URLs
     media_url_ttl_s: int = 3600  # lifetime of a signed local media URL
+    # Authentication (mediagen.auth): on by default; see mediagen/auth/startup.py for the rule.
+    auth: bool = True
+    auth_cache_s: float = 5.0  # verified keys are trusted this long (revocation lag)
+    auth_reflection: bool = False  # True: server reflection needs credentials too
+    # Client-certificate subjects (CN, subjectAltName or whole subject) that act as admins.
+    auth_mtls_admins: tuple[str, ...] = ()
     log_level: str = "INFO"
 
     @property
@@ -213,5 +219,9 @@ class Settings:
             emulator_latency_s=_float(env, "MEDIAGEN_EMULATOR_LATENCY_S", d.emulator_latency_s),
             secret_key=env.get("SECRET_KEY", d.secret_key) or d.secret_key,
             media_url_ttl_s=media_url_ttl_s,
+            auth=_bool(env, "MEDIAGEN_AUTH", d.auth),
+            auth_cache_s=_float(env, "MEDIAGEN_AUTH_CACHE_S", d.auth_cache_s),
+            auth_reflection=_bool(env, "MEDIAGEN_AUTH_REFLECTION", d.auth_reflection),
+            auth_mtls_admins=_list(env, "MEDIAGEN_AUTH_MTLS_ADMINS"),
             log_level="DEBUG" if debug else env.get("MEDIAGEN_LOG_LEVEL", d.log_level).upper(),
         )

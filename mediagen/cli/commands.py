@@ -75,8 +75,12 @@ def run_client(args: argparse.Namespace) -> int:
     http_url: str | None = args.http_url or default_http_url(target)
     action: Action = args.action
 
+    api_key = args.api_key or os.environ.get("MEDIAGEN_API_KEY", "").strip() or None
+
     async def run() -> int:
-        async with MediagenClient(target, timeout_s=args.timeout, http_base_url=http_url) as client:
+        async with MediagenClient(
+            target, timeout_s=args.timeout, http_base_url=http_url, api_key=api_key
+        ) as client:
             return await action(client, args)
 
     try:

@@ -18,6 +18,7 @@ from mediagen.cli.commands import (
     media_get,
     run_client,
 )
+from mediagen.cli.keys import add_keys_commands
 from mediagen.cli.output import print_error
 from mediagen.cli.service import ROLES, run_role
 from mediagen.client import ParameterError, parse_params
@@ -53,7 +54,8 @@ def _prepare_generate(args: argparse.Namespace) -> None:
 
 
 def _client_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """--target, --http-url and --timeout: before the command, or after it (then they win)."""
+    """--target, --http-url, --api-key and --timeout: before the command, or after it (then
+    they win)."""
     default: object = None if top else argparse.SUPPRESS
     parser.add_argument(
         "--target",
@@ -68,6 +70,13 @@ def _client_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default,
         help="HTTP gateway base for relative media and status URLs (default: "
         "$MEDIAGEN_PUBLIC_URL, else http://<target host>:$MEDIAGEN_HTTP_PORT or 8080)",
+    )
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=default,
+        help="API key sent as 'authorization: Bearer KEY' (default: $MEDIAGEN_API_KEY; prefer "
+        "the variable: a flag shows in the process list)",
     )
     parser.add_argument(
         "--timeout",
@@ -173,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     show_media = _client_command(media_commands, "get", media_get, "show a media file")
     show_media.add_argument("id", metavar="ID")
     show_media.add_argument("--out", type=Path, metavar="DIR", help="also download it into DIR")
+
+    add_keys_commands(commands)
     return parser
 
 

@@ -117,7 +117,10 @@ class MediagenClient:
         credentials: TLS credentials for a channel the client opens itself; plaintext if None.
         timeout_s: deadline of each unary call attempt, in seconds; None for no deadline.
             ``watch`` streams never have one: they last as long as the job.
-        metadata: sent with every call (for example ``[("authorization", "Bearer ...")]``).
+        metadata: sent with every call (for example ``[("x-request-id", "...")]``).
+        api_key: an API key (``mg_...``), sent as ``authorization: Bearer <key>`` with every call,
+            streams and retries included, and with downloads from ``http_base_url`` (never to
+            another host, such as S3, whose URLs carry their own credentials).
         retry: backoff on ``UNAVAILABLE``; :data:`DEFAULT_RETRY_POLICY` if None.
         http_base_url: the HTTP gateway, as ``http://host:port``, against which relative media
             URLs and ``status_url`` are resolved; absolute URLs (S3) are used as they are.
@@ -136,6 +139,7 @@ class MediagenClient:
         credentials: grpc.ChannelCredentials | None = None,
         timeout_s: float | None = 30.0,
         metadata: Sequence[tuple[str, str | bytes]] = (),
+        api_key: str | None = None,
         retry: RetryPolicy | None = None,
         http_base_url: str | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -144,7 +148,9 @@ class MediagenClient:
         self.timeout_s = timeout_s
         self.http_base_url = http_base_url.rstrip("/") if http_base_url else None
         self._credentials = credentials
-        self._metadata = tuple(metadata)
+        self._api_key = api_key.strip() if api_key else None
+        auth = [("authorization", f"Bearer {self._api_key}")] if self._api_key else []
+        self._metadata = (*metadata, *auth)
         self._retry = retry or DEFAULT_RETRY_POLICY
         self._channel = channel
         self._owns_channel = channel is None
@@ -401,6 +407,15 @@ class MediagenClient:
             await asyncio.to_thread(partial.unlink, missing_ok=True)
         return final
 
+    def _download_headers(self, url: str) -> dict[str, str]:
+        """The API key goes only to the gateway the client was pointed at."""
+        if not self._api_key or not self.http_base_url:
+            return {}
+        base, target = urlsplit(self.http_base_url), urlsplit(url)
+        if (base.scheme, base.netloc) != (target.scheme, target.netloc):
+            return {}
+        return {"authorization": f"Bearer {self._api_key}"}
+
     async def _fetch(self, url: str, path: Path, *, limit: int) -> tuple[int, str]:
         """Stream ``url`` into ``path``; return the byte count and SHA-256 hex digest."""
         if self._http is None:
@@ -409,7 +424,9 @@ class MediagenClient:
         sha = hashlib.sha256()
         size = 0
         try:
-            async with self._http.stream("GET", url) as response:
+            async with self._http.stream(
+                "GET", url, headers=self._download_headers(url)
+            ) as response:
                 if response.status_code != httpx.codes.OK:
                     raise DownloadError(f"GET {shown}: HTTP {response.status_code}")
                 sink = await asyncio.to_thread(_open_for_writing, path)

@@ -5,7 +5,7 @@ column is added nullable, filled, then made NOT NULL without a server default, s
 forgets the tenant fails instead of landing silently in the default tenant.
 
 Revision ID: 0002_tenancy
-Revises: 0001
+Revises: 0002_api_keys
 Create Date: 2026-12-01 09:30:00
 """
 
@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002_tenancy"
-down_revision: str | None = "0001"
+# Written against 0001; chained after the API keys migration when the branches met.
+down_revision: str | None = "0002_api_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -43,5 +43,6 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
         "MEDIAGEN_GRPC_PORT",
         "MEDIAGEN_HTTP_PORT",
         "MEDIAGEN_PUBLIC_URL",
+        "MEDIAGEN_API_KEY",
     ):
         monkeypatch.delenv(name, raising=False)

@@ -39,6 +39,8 @@ class MediaFiles(http.server.ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _MediaHandler)
         self.files: dict[str, bytes] = {}
+        #: The headers of every GET, lower-cased names.
+        self.requests: list[dict[str, str]] = []
 
     @property
     def url(self) -> str:
@@ -49,6 +51,7 @@ class _MediaHandler(http.server.BaseHTTPRequestHandler):
     server: MediaFiles
 
     def do_GET(self) -> None:
+        self.server.requests.append({k.lower(): v for k, v in self.headers.items()})
         body = self.server.files.get(self.path)
         self.send_response(200 if body is not None else 404)
         self.send_header("Content-Length", str(len(body or b"")))
@@ -87,6 +90,8 @@ class FakeService(pb_grpc.MediaGenerationServiceServicer):
     request_ids: dict[str, str] = field(default_factory=dict)
     generate_requests: list[pb.GenerateMediaRequest] = field(default_factory=list)
     watch_requests: list[tuple[str, int]] = field(default_factory=list)
+    #: (method name, metadata) of every call, retries included.
+    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     # -- the script
 
@@ -265,6 +270,18 @@ class FakeService(pb_grpc.MediaGenerationServiceServicer):
         return pb.CancelJobResponse(job=job)
 
 
+class _Recorder(grpc.aio.ServerInterceptor):
+    """Notes each call's method and metadata (what a client sent, e.g. its authorization)."""
+
+    def __init__(self, calls: list[tuple[str, dict[str, str]]]) -> None:
+        self.calls = calls
+
+    async def intercept_service(self, continuation, handler_call_details):
+        metadata = {k: str(v) for k, v in handler_call_details.invocation_metadata or ()}
+        self.calls.append((handler_call_details.method.rsplit("/", 1)[-1], metadata))
+        return await continuation(handler_call_details)
+
+
 class FakeServer:
     """The fake service and its media files, served from a background thread."""
 
@@ -315,7 +332,7 @@ class FakeServer:
         asyncio.run(self._serve())
 
     async def _start(self, address: str) -> None:
-        self._server = grpc.aio.server()
+        self._server = grpc.aio.server(interceptors=[_Recorder(self.service.calls)])
         pb_grpc.add_MediaGenerationServiceServicer_to_server(self.service, self._server)
         port = self._server.add_insecure_port(address)
         await self._server.start()
