@@ -139,7 +139,7 @@ async def test_over_grpc_a_tenant_cannot_reach_another_tenants_job_or_media(
     assert [j.id for j in acme.jobs] == [job.id]
     admin = service.auth("admin")
     everyone = await service.stub.ListJobs(pb.ListJobsRequest(), metadata=admin)
-    assert [j.id for j in everyone.jobs] == [owl.id, job.id]
+    assert [(j.id, j.tenant) for j in everyone.jobs] == [(owl.id, "globex"), (job.id, "acme")]
     seen = (await service.stub.GetJob(pb.GetJobRequest(id=job.id), metadata=admin)).job
     assert (seen.id, seen.status, seen.media[0].id) == (job.id, job.status, media.id)
     got = (await service.stub.GetMedia(pb.GetMediaRequest(id=media.id), metadata=admin)).media

@@ -46,7 +46,7 @@ async def succeeded_with_media(store: JobStore, tenant: str) -> job_pb2.Job:
 async def test_another_tenants_job_is_not_found_like_an_unknown_one(store: JobStore) -> None:
     mine, _ = await store.create(spec("a's job"), tenant=A)
     unknown = str(uuid.uuid4())
-    assert (await store.get(mine.id, tenant=A)).id == mine.id
+    assert mine.tenant == A and (await store.get(mine.id, tenant=A)).id == mine.id
 
     for call in (
         lambda job_id: store.get(job_id, tenant=B),
@@ -84,6 +84,7 @@ async def test_admin_scope_sees_and_cancels_every_tenants_jobs(store: JobStore) 
     assert [e.sequence for e in await store.events_after(b.id, 0, tenant=None)] == [1]
     everything = await store.list_jobs(tenant=None, status=None, limit=10)
     assert [j.id for j in everything.jobs] == [b.id, a.id] and everything.total_size == 2
+    assert [j.tenant for j in everything.jobs] == [B, A]  # whose each one is
     cancelled, _ = await store.cancel(b.id, tenant=None)
     assert cancelled.status == job_pb2.JOB_STATE_CANCELED
 
