@@ -21,7 +21,7 @@ from mediagen.auth import policy
 from mediagen.auth.mtls import CertificatePolicy, principal_from_certificate
 from mediagen.auth.principal import Principal, acting_as
 from mediagen.auth.verifier import KeyVerifier
-from mediagen.errors import MediagenError
+from mediagen.errors import MediagenError, internal_status
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _admit(self, method: str, context: Context) -> Principal:
         try:
             principal = await self.principal_for(method, context)
-        except MediagenError as exc:
+        except MediagenError as exc:  # refused, or the key store is unavailable
             log.info("auth: %s refused %s: %s", method, exc.reason, exc.message)
             await context.abort_with_status(rpc_status.to_status(exc.to_status()))
+            raise AssertionError("abort_with_status returned") from exc  # pragma: no cover
+        except Exception as exc:
+            log.exception("auth: %s: checking credentials failed", method)
+            await context.abort_with_status(rpc_status.to_status(internal_status()))
             raise AssertionError("abort_with_status returned") from exc  # pragma: no cover
         log.debug(
             "auth: %s tenant=%s role=%s via=%s key=%s",

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from mediagen.auth.principal import Principal, Role
+from mediagen.embedded import Embedded
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
-from tests.auth.conftest import Secured
+from tests.auth.conftest import Secured, create_keys
+from tests.fixtures.embedded import embedded_settings
 
 Metadata = list[tuple[str, str]]
 
@@ -170,8 +175,6 @@ async def test_http_maps_refusals_to_401_and_403(secured: Secured) -> None:
 
 
 async def test_reflection_is_open_by_default(secured: Secured) -> None:
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
     async with grpc.aio.insecure_channel(secured.app.grpc_target) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
@@ -192,3 +195,24 @@ async def test_the_secret_never_reaches_the_log(
     assert secured.ids["acme"] in caplog.text
     for text in secured.keys.values():
         assert text.split("_", 2)[2] not in caplog.text
+
+
+async def test_reflection_can_require_a_key(tmp_path: Path) -> None:
+    settings = embedded_settings(tmp_path / "data", auth_reflection=True)
+    settings.data_dir.mkdir(parents=True)
+    keys, _ = await create_keys(settings.effective_database_url)
+    app = Embedded(settings, with_gateway=False)
+    await app.start()
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    try:
+        async with grpc.aio.insecure_channel(app.grpc_target) as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                async for _ in stub.ServerReflectionInfo(iter([request])):
+                    pass
+            bearer = [("authorization", f"Bearer {keys['acme_viewer']}")]
+            replies = [r async for r in stub.ServerReflectionInfo(iter([request]), metadata=bearer)]
+    finally:
+        await app.stop()
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "grpc.health.v1.Health" in {s.name for s in replies[0].list_services_response.service}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import text
 
@@ -11,15 +9,14 @@ from mediagen.auth.keys import ApiKey
 from mediagen.auth.principal import Principal, Role
 from mediagen.auth.store import KeyStore, UnknownKey
 from mediagen.auth.verifier import KeyVerifier
-from mediagen.errors import InvalidApiKey
+from mediagen.errors import InvalidApiKey, Unavailable
 from mediagen.jobs.database import Database
+from tests.fixtures.s3 import free_port
 
 
 @pytest.fixture
-async def store(database: Database) -> AsyncIterator[KeyStore]:
-    async with database.writing() as session:  # the PostgreSQL database lasts the session
-        await session.execute(text("DELETE FROM api_keys"))
-    yield KeyStore(database)
+def store(database: Database) -> KeyStore:
+    return KeyStore(database)  # an empty database: the fixture truncates api_keys too
 
 
 async def test_create_list_revoke(store: KeyStore) -> None:
@@ -78,3 +75,13 @@ async def test_wrong_secrets_and_unknown_ids_look_the_same(store: KeyStore) -> N
         assert caught.value.message == "invalid API key"
     # a wrong secret never lands in the cache in place of the right one
     assert (await verifier.verify(key)).tenant == "acme"
+
+
+async def test_an_unreachable_database_is_unavailable() -> None:
+    # nothing listens on a free loopback port: the connection is refused at once
+    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none")
+    try:
+        with pytest.raises(Unavailable):
+            await KeyVerifier(KeyStore(db), cache_s=0).verify(ApiKey("a" * 12, "b" * 43))
+    finally:
+        await db.dispose()
