@@ -147,7 +147,8 @@ class Settings:
     emulator_port: int = 0  # 0: any free port
     emulator_latency_s: float = 3.0  # how long an emulated prediction runs
 
-    secret_key: str = "mediagen-dev-secret"  # signs page tokens
+    secret_key: str = "mediagen-dev-secret"  # signs page tokens and local media URLs
+    media_url_ttl_s: int = 3600  # lifetime of a signed local media URL
     # Authentication (mediagen.auth): on by default; see mediagen/auth/startup.py for the rule.
     auth: bool = True
     auth_cache_s: float = 5.0  # verified keys are trusted this long (revocation lag)
@@ -193,6 +194,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         d = cls()
+        media_url_ttl_s = _int(env, "MEDIAGEN_MEDIA_URL_TTL_S", d.media_url_ttl_s)
+        if media_url_ttl_s <= 0:
+            raise ConfigError(f"MEDIAGEN_MEDIA_URL_TTL_S must be positive, got {media_url_ttl_s}")
         storage_type = env.get("STORAGE_TYPE", d.storage_type).strip().lower() or "local"
         if storage_type not in {"local", "s3"}:
             raise ConfigError(f"STORAGE_TYPE must be 'local' or 's3', got {storage_type!r}")
@@ -246,6 +250,7 @@ class Settings:
             emulator_port=_int(env, "MEDIAGEN_EMULATOR_PORT", d.emulator_port),
             emulator_latency_s=_float(env, "MEDIAGEN_EMULATOR_LATENCY_S", d.emulator_latency_s),
             secret_key=env.get("SECRET_KEY", d.secret_key) or d.secret_key,
+            media_url_ttl_s=media_url_ttl_s,
             auth=_bool(env, "MEDIAGEN_AUTH", d.auth),
             auth_cache_s=_float(env, "MEDIAGEN_AUTH_CACHE_S", d.auth_cache_s),
             auth_reflection=_bool(env, "MEDIAGEN_AUTH_REFLECTION", d.auth_reflection),

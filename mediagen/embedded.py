@@ -137,12 +137,10 @@ class Embedded:
         channel = grpc.aio.insecure_channel(target)
         self._stack.push_async_callback(channel.close)
         files_root = settings.media_dir if settings.storage_type == "local" else None
-        gateway = await start_gateway(
-            build_gateway_app(channel, files_root=files_root),
-            settings.host,
-            settings.http_port,
-            tls=settings.tls,
+        app = build_gateway_app(
+            channel, files_root=files_root, files_secret_key=settings.secret_key
         )
+        gateway = await start_gateway(app, settings.host, settings.http_port, tls=settings.tls)
         self.http_port = gateway.port
         self._gateway_url = gateway.url
         self._stack.push_async_callback(gateway.stop)

@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from mediagen.gateway import asgi, docs, errors, jsonmap
 from mediagen.gateway.contract_comments import COMMENTS
 from mediagen.gateway.files import PREFIX as FILES_PREFIX
-from mediagen.gateway.files import FileNotServed, LocalFiles
+from mediagen.gateway.files import FileNotServed, FileRefused, LocalFiles
 from mediagen.gateway.metadata import BadHeader, incoming_metadata, outgoing_headers, parse_timeout
 from mediagen.gateway.openapi import build_openapi
 from mediagen.gateway.query import bind_query
@@ -72,6 +72,7 @@ class GatewayApp:
         services: Sequence[ServiceDescriptor],
         *,
         files_root: Path | None = None,
+        files_secret_key: str | None = None,
         comments: Mapping[str, str] | None = None,
         stream_options: Mapping[str, StreamOptions] | None = None,
         heartbeat_s: float = 15.0,
@@ -81,7 +82,11 @@ class GatewayApp:
         self.heartbeat_s = heartbeat_s
         self.health_timeout_s = health_timeout_s
         self.max_body_bytes = max_body_bytes
-        self.files = LocalFiles(files_root) if files_root is not None else None
+        self.files = None
+        if files_root is not None:
+            if not files_secret_key:
+                raise ValueError("files_root needs files_secret_key: media URLs are signed")
+            self.files = LocalFiles(files_root, secret_key=files_secret_key)
         bindings = [b for service in services for b in bindings_for(service)]
         self.router: Router[Endpoint] = Router(self._routes(channel, bindings, stream_options))
         self._health = channel.unary_unary(
@@ -213,6 +218,8 @@ class GatewayApp:
             try:
                 key = unquote(path[len(FILES_PREFIX) :], errors="strict")
                 await self.files.serve(key, scope, receive, send)
+            except FileRefused as exc:
+                raise errors.GatewayError(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from exc
             except (FileNotServed, UnicodeDecodeError) as exc:
                 raise errors.GatewayError(grpc.StatusCode.NOT_FOUND, "Not Found") from exc
         else:
@@ -324,13 +331,15 @@ def build_gateway_app(
     *,
     services: Sequence[ServiceDescriptor] | None = None,
     files_root: Path | None = None,
+    files_secret_key: str | None = None,
     comments: Mapping[str, str] | None = None,
     stream_options: Mapping[str, StreamOptions] | None = None,
     heartbeat_s: float = 15.0,
 ) -> GatewayApp:
     """The gateway for ``services`` (default: mediagen.v1.MediaGenerationService) over ``channel``.
 
-    ``files_root``: serve local-storage media at ``/files/{key}`` (None: no such route).
+    ``files_root``: serve local-storage media at ``/files/{key}`` (None: no such route), to URLs
+    signed with ``files_secret_key`` (the service's SECRET_KEY; required with a root).
     ``comments``: extra proto comments for the OpenAPI document (see :mod:`.comments`).
     ``stream_options``: per-method SSE id/resume fields, by method full name.
     """
@@ -338,6 +347,7 @@ def build_gateway_app(
         channel,
         list(services) if services is not None else _default_services(),
         files_root=files_root,
+        files_secret_key=files_secret_key,
         comments=comments,
         stream_options=stream_options,
         heartbeat_s=heartbeat_s,

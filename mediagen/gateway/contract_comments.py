@@ -57,6 +57,7 @@ COMMENTS: dict[str, str] = {
     "mediagen.v1.Job.start_time": "Output only. When a worker first started it.",
     "mediagen.v1.Job.status": "Output only. Where the job is in its lifecycle.",
     "mediagen.v1.Job.status_url": "Output only. Relative HTTP URL where the job's status can be read\n(`/api/v1/jobs/status/{id}`).",
+    "mediagen.v1.Job.tenant": "Output only. The tenant that owns the job: its creator's. Callers only ever see their own\ntenant's jobs; an admin sees every tenant's and reads here whose each one is.",
     "mediagen.v1.Job.update_time": "Output only. When anything about the job last changed.",
     "mediagen.v1.JobEvent": "One recorded change of a job.",
     "mediagen.v1.JobEvent.job": "Output only. The whole job as it stood right after this event, so clients never merge\ndeltas.",

@@ -1,5 +1,10 @@
 """``GET /files/{key}``: media of local storage, straight from the storage root.
 
+Only through a signed URL (:mod:`mediagen.storage.signing`, made by
+:meth:`~mediagen.storage.local.LocalStorage.url_for`): a missing, altered or expired signature is
+refused (403, as S3 refuses a bad presigned URL) before the key is even looked up, so a refusal
+says nothing about whether the file exists.
+
 Keys are checked by :meth:`mediagen.storage.local.LocalStorage.path_for` (no empty, absolute or
 dot-prefixed components), and the resolved file must still lie under the root, so neither
 ``..`` nor a symbolic link leads out of it; any bad or missing key is 404. Responses carry
@@ -12,11 +17,15 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from mediagen.gateway import asgi
+from mediagen.storage import signing
 from mediagen.storage.local import InvalidKey, LocalStorage
 
 #: URL prefix of the route.
@@ -27,12 +36,20 @@ class FileNotServed(LookupError):
     """No servable file for the key (bad key, missing, not a regular file, or outside root)."""
 
 
-class LocalFiles:
-    """Serves the files under one root folder."""
+class FileRefused(PermissionError):
+    """The URL is not one the service signed, or it has expired (403)."""
 
-    def __init__(self, root: Path) -> None:
+
+class LocalFiles:
+    """Serves the files under one root folder to URLs signed with ``secret_key``."""
+
+    def __init__(
+        self, root: Path, *, secret_key: str, clock: Callable[[], float] = time.time
+    ) -> None:
         self.root = Path(root).absolute()
-        self._storage = LocalStorage(self.root, "")
+        self._secret_key = secret_key
+        self._clock = clock
+        self._storage = LocalStorage(self.root, "", secret_key=secret_key)
 
     def locate(self, key: str) -> tuple[Path, os.stat_result]:
         """The file for a (percent-decoded) key and its stat; raises :class:`FileNotServed`."""
@@ -49,8 +66,17 @@ class LocalFiles:
             raise FileNotServed(key)
         return real, info
 
+    def check_signature(self, key: str, scope: Scope) -> None:
+        """Raises :class:`FileRefused` unless the request's query signs ``key`` and is current."""
+        try:
+            signing.verify(self._secret_key, key, asgi.query_params(scope), now=self._clock())
+        except signing.UrlRefused as exc:
+            raise FileRefused(str(exc)) from exc
+
     async def serve(self, key: str, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a GET or HEAD for ``key``; raises :class:`FileNotServed`."""
+        """Answer a GET or HEAD for ``key``; raises :class:`FileRefused` or
+        :class:`FileNotServed`."""
+        self.check_signature(key, scope)
         path, info = await asyncio.to_thread(self.locate, key)
         headers = {"x-content-type-options": "nosniff"}
         response: Response = FileResponse(path, headers=headers, stat_result=info)

@@ -310,7 +310,10 @@ def _files_operation(builder: _Builder) -> Schema:
         "operationId": "Gateway_GetFile",
         "tags": ["Gateway"],
         "summary": "Downloads a stored media file (local storage).",
-        "description": "Supports Range (206, 416), If-Range and If-None-Match (304).",
+        "description": (
+            "Only through the signed, expiring URL a Media's `url` gives (403 otherwise). "
+            "Supports Range (206, 416), If-Range and If-None-Match (304)."
+        ),
         "parameters": [
             {
                 "name": "key",
@@ -318,12 +321,30 @@ def _files_operation(builder: _Builder) -> Schema:
                 "required": True,
                 "schema": {"type": "string"},
                 "description": "The storage key; may contain `/`.",
-            }
+            },
+            {
+                "name": "expires",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+                "description": "Unix time (seconds) after which the URL is refused.",
+            },
+            {
+                "name": "signature",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "HMAC-SHA256 of the key and `expires`, made by the service.",
+            },
         ],
         "responses": {
             "200": {"description": "The file.", **binary},
             "206": {"description": "Part of the file.", **binary},
             "304": {"description": "Not modified."},
+            "403": {
+                "description": "The signature is missing, altered or expired.",
+                **builder.json(builder.status),
+            },
             "416": {"description": "Range not satisfiable."},
             "default": {"description": "No such file.", **builder.json(builder.status)},
         },

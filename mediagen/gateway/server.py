@@ -107,7 +107,9 @@ async def run_gateway(
     )
     try:
         files_root = settings.media_dir if settings.storage_type == "local" else None
-        app = build_gateway_app(channel, files_root=files_root)
+        app = build_gateway_app(
+            channel, files_root=files_root, files_secret_key=settings.secret_key
+        )
         running = await start_gateway(
             app,
             settings.host,

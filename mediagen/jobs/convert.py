@@ -71,6 +71,7 @@ def job_to_proto(row: JobRow, media: Sequence[MediaRow] = ()) -> job_pb2.Job:
         status_url=status_url(row.id),
         labels=row.labels,
         cancel_requested=row.cancel_requested,
+        tenant=row.tenant,
     )
     json_format.ParseDict(row.parameters, job.parameters)
     if row.error:

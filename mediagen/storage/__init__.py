@@ -12,7 +12,12 @@ __all__ = ["Storage", "StorageError", "StoredObject", "build_storage"]
 def build_storage(settings: Settings) -> Storage:
     """The backend ``settings.storage_type`` names, not yet started."""
     if settings.storage_type == "local":
-        return LocalStorage(settings.media_dir, settings.effective_public_url)
+        return LocalStorage(
+            settings.media_dir,
+            settings.effective_public_url,
+            secret_key=settings.secret_key,
+            url_ttl_s=settings.media_url_ttl_s,
+        )
     if settings.storage_type == "s3":
         # Imported here so the embedded (local) mode never loads botocore.
         from mediagen.storage.s3 import S3Storage

@@ -1,5 +1,8 @@
 """Media stored as files under one root folder, served by the gateway at ``GET /files/{key}``.
 
+URLs are signed and expire (:mod:`mediagen.storage.signing`), as S3 presigned URLs do: the gateway
+serves a file only to a URL this class made, within its lifetime.
+
 An object appears all at once: the bytes go to a hidden temporary file in the key's folder, which
 is fsynced and renamed over the key only when the whole stream has arrived. Blocking file calls
 run in worker threads so a large copy never stalls the event loop.
@@ -11,11 +14,13 @@ import asyncio
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterable, Callable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
+from mediagen.storage import signing
 from mediagen.storage.base import StorageError, StoredObject
 
 #: Chunks are gathered up to this size before one threaded write, so small network chunks do not
@@ -77,11 +82,24 @@ class _TempFile:
 
 
 class LocalStorage:
-    """Files under ``root``; URLs are ``{public_url}/files/{key}``."""
+    """Files under ``root``; URLs are ``{public_url}/files/{key}?expires=..&signature=..``,
+    signed with ``secret_key`` and good for ``url_ttl_s`` seconds."""
 
-    def __init__(self, root: Path, public_url: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        public_url: str,
+        *,
+        secret_key: str,
+        url_ttl_s: int = 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = Path(root).absolute()
         self.public_url = public_url.rstrip("/")
+        self._secret_key = secret_key
+        self._url_ttl_s = url_ttl_s
+        #: Unix time in seconds, for signing (a test may pin it).
+        self.clock = clock
 
     def path_for(self, key: str) -> Path:
         """The file that holds ``key``; raises :class:`InvalidKey` if the key escapes the root.
@@ -117,7 +135,8 @@ class LocalStorage:
 
     async def url_for(self, key: str) -> str:
         _check_key(key)
-        return f"{self.public_url}/files/{quote(key)}"
+        query = signing.sign(self._secret_key, key, now=self.clock(), ttl_s=self._url_ttl_s)
+        return f"{self.public_url}/files/{quote(key)}?{urlencode(query)}"
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self.path_for(key).is_file)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import grpc
@@ -17,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from mediagen.errors import HTTP_STATUS
-from tests.fixtures.gateway import FAIL_MID_ID, HANG_ID, JOB_ID, MEDIA_ID
+from tests.fixtures.gateway import FAIL_MID_ID, HANG_ID, JOB_ID, MEDIA_ID, signed_path
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -361,7 +362,8 @@ async def test_client_disconnect_ends_the_upstream_call(http, fake, gw_fake, acc
 
 
 async def test_file_download(http):
-    response = await http.get("/files/media-1.png")
+    url = signed_path("media-1.png")
+    response = await http.get(url)
     assert response.status_code == 200
     assert response.content == bytes(range(256)) * 40
     assert response.headers["content-type"] == "image/png"
@@ -369,13 +371,13 @@ async def test_file_download(http):
     assert response.headers["accept-ranges"] == "bytes"
     etag = response.headers["etag"]
     assert etag.startswith('"')
-    head = await http.head("/files/media-1.png")
+    head = await http.head(url)
     assert (head.status_code, head.content, head.headers["etag"]) == (200, b"", etag)
-    cached = await http.get("/files/media-1.png", headers={"If-None-Match": f'W/"x", {etag}'})
+    cached = await http.get(url, headers={"If-None-Match": f'W/"x", {etag}'})
     assert (cached.status_code, cached.content, cached.headers["etag"]) == (304, b"", etag)
-    changed = await http.get("/files/media-1.png", headers={"If-None-Match": '"other"'})
+    changed = await http.get(url, headers={"If-None-Match": '"other"'})
     assert changed.status_code == 200
-    video = await http.get("/files/sub/clip.mp4")
+    video = await http.get(signed_path("sub/clip.mp4"))
     assert (video.status_code, video.headers["content-type"]) == (200, "video/mp4")
 
 
@@ -389,7 +391,7 @@ async def test_file_download(http):
     ],
 )
 async def test_file_ranges(http, range_header, status, content_range, body):
-    response = await http.get("/files/media-1.png", headers={"Range": range_header})
+    response = await http.get(signed_path("media-1.png"), headers={"Range": range_header})
     assert response.status_code == status
     assert response.headers["content-range"] == content_range
     if body is not None:
@@ -398,41 +400,80 @@ async def test_file_ranges(http, range_header, status, content_range, body):
 
 async def test_file_if_range_mismatch_sends_everything(http):
     headers = {"Range": "bytes=0-9", "If-Range": '"stale"'}
-    response = await http.get("/files/media-1.png", headers=headers)
+    response = await http.get(signed_path("media-1.png"), headers=headers)
     assert (response.status_code, len(response.content)) == (200, 10240)
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/files/missing.png",
-        "/files/.hidden",
-        "/files/../outside.txt",
-        "/files/%2e%2e/outside.txt",
-        "/files/sub/%2e%2e/%2e%2e/outside.txt",
-        "/files/sub/..%2f..%2foutside.txt",
-        "/files/escape.png",  # a symbolic link out of the root
-        "/files/sub",  # a folder
-        "/files/",
-        "/files/%FF",
-        "/files//etc/passwd",
-    ],
-)
-async def test_file_rejects_traversal_and_missing(gw_fake, path):
-    # A raw socket request: HTTP clients normalise ``..`` away before sending.
+async def raw_get(gw_fake, target: str) -> tuple[int, bytes]:
+    """A raw socket request: HTTP clients normalise ``..`` away before sending."""
     host, port = gw_fake.http_url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     await writer.drain()
     raw = await reader.read()
     writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.split(b" ")[1] == b"404", raw
+    return int(head.split(b" ")[1]), body
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        ("/files/missing.png", "missing.png"),
+        ("/files/.hidden", ".hidden"),
+        ("/files/../outside.txt", "../outside.txt"),
+        ("/files/%2e%2e/outside.txt", "../outside.txt"),
+        ("/files/sub/%2e%2e/%2e%2e/outside.txt", "sub/../../outside.txt"),
+        ("/files/sub/..%2f..%2foutside.txt", "sub/../../outside.txt"),
+        ("/files/escape.png", "escape.png"),  # a symbolic link out of the root
+        ("/files/sub", "sub"),  # a folder
+        ("/files/", ""),
+        ("/files//etc/passwd", "/etc/passwd"),
+    ],
+)
+async def test_file_rejects_traversal_and_missing(gw_fake, path, key):
+    # Even with a valid signature for the very key (the service never signs such keys).
+    query = signed_path(key).split("?", 1)[1]
+    status, body = await raw_get(gw_fake, f"{path}?{query}")
+    assert status == 404, body
     assert json.loads(body)["code"] == 5
 
 
+async def test_file_with_an_undecodable_key_is_not_found(gw_fake):
+    status, body = await raw_get(gw_fake, "/files/%FF?" + signed_path("x").split("?", 1)[1])
+    assert (status, json.loads(body)["code"]) == (404, 5)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unsigned", "no signature", "no expiry", "other key", "altered", "later expiry", "expired"],
+)
+async def test_file_refuses_unsigned_altered_and_expired_urls(http, case):
+    good = signed_path("media-1.png")
+    expires = good.split("expires=")[1].split("&")[0]
+    signature = good.split("signature=")[1]
+    target = {
+        "unsigned": "/files/media-1.png",
+        "no signature": f"/files/media-1.png?expires={expires}",
+        "no expiry": f"/files/media-1.png?signature={signature}",
+        "other key": f"/files/sub/clip.mp4?expires={expires}&signature={signature}",
+        "altered": good[:-1] + ("0" if good[-1] != "0" else "1"),
+        "later expiry": f"/files/media-1.png?expires={int(expires) + 1}&signature={signature}",
+        "expired": signed_path("media-1.png", ttl_s=0, now=time.time() - 5),
+    }[case]
+    for response in (await http.get(target), await http.head(target)):
+        assert response.status_code == 403, response.text
+        assert bytes(range(256)) not in response.content  # none of the file
+    body = (await http.get(target)).json()
+    assert body["code"] == 7  # PERMISSION_DENIED, as grpc-gateway maps 403
+    assert ("expired" in body["message"]) == (case == "expired")
+    # The same refusal for a file that does not exist: a refusal confirms nothing.
+    missing = target.replace("media-1.png", "nope.png").replace("sub/clip.mp4", "nope.png")
+    assert (await http.get(missing)).status_code == 403
+
+
 async def test_file_methods(http):
-    response = await http.post("/files/media-1.png")
+    response = await http.post(signed_path("media-1.png"))
     assert response.status_code == 405
 
 

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote
 
 import grpc
 import httpx
@@ -37,6 +38,7 @@ from google.rpc import error_details_pb2, status_pb2
 from PIL import Image
 
 from mediagen.embedded import Embedded
+from mediagen.storage.local import LocalStorage
 from mediagen.v1 import job_pb2, media_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
@@ -61,6 +63,13 @@ ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 
 @pytest.fixture
 async def http(embedded: Embedded) -> AsyncIterator[httpx.AsyncClient]:
+    # Media URLs are signed with the time they are made (and expire, as S3 presigned URLs
+    # do), so two answers a second apart differ in their URLs' query. Every URL of these tests
+    # is signed at one moment instead, so answers of the same moment compare equal field by
+    # field; a real download checks that the URL itself works.
+    assert embedded.core is not None and isinstance(embedded.core.storage, LocalStorage)
+    moment = time.time()
+    embedded.core.storage.clock = lambda: moment
     base = f"http://{embedded.settings.host}:{embedded.http_port}"
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         yield client
@@ -438,7 +447,8 @@ def fuzz(base_url: str, document: Json, known: list[tuple[str, str]]) -> dict[st
 
     ``known``: (path parameter, value) pairs of things that exist. Random ids only reach
     NOT_FOUND, so some cases use a real job's or media's id, or a stored file's key, instead:
-    the real servicer's successful answers (and a finished job's cancel) are checked too.
+    the real servicer's successful answers (and a finished job's cancel) are checked too. A
+    value may end in ``?<query>`` (a signed file URL's): those query parameters are set too.
     """
     # Imported here: without schemathesis only this test is skipped, not the whole module.
     import schemathesis
@@ -488,7 +498,10 @@ def fuzz(base_url: str, document: Json, known: list[tuple[str, str]]) -> dict[st
         def check(pair: tuple[Any, tuple[str, str] | None]) -> None:
             case, substitute = pair
             if substitute is not None and substitute[0] in (case.path_parameters or {}):
-                case.path_parameters[substitute[0]] = substitute[1]
+                value, _, query = substitute[1].partition("?")
+                case.path_parameters[substitute[0]] = value
+                if query:
+                    case.query = {**(case.query or {}), **dict(parse_qsl(query))}
             response = case.call_and_validate(base_url=base_url, checks=checks, timeout=15)
             seen[label(case.operation)].add(response.status_code)
 
@@ -503,7 +516,9 @@ async def test_schemathesis_finds_no_server_error(stub: Stub, http: httpx.AsyncC
     assert job.status == job_pb2.JOB_STATE_SUCCEEDED
     document = ok_json(await http.get("/openapi.json"))
     (media,) = job.media
-    known = [("id", job.id), ("id", media.id), ("key", media.url.split("/files/", 1)[1])]
+    # The key as stored, with the signed URL's query (the path part of the URL is quoted).
+    key_and_query = unquote(media.url.split("/files/", 1)[1])
+    known = [("id", job.id), ("id", media.id), ("key", key_and_query)]
     seen = await asyncio.to_thread(fuzz, str(http.base_url).rstrip("/"), document, known)
     # Every RPC binding (7), health and files: nothing in the document went untested ...
     assert len(seen) == 9, sorted(seen)

@@ -5,13 +5,17 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
+from mediagen.storage import signing
 from mediagen.storage.base import StorageError
 from mediagen.storage.local import InvalidKey, LocalStorage
 
 MiB = 1024 * 1024
+SECRET = "local-test-secret"
+NOW = 1_800_000_000.7
 
 
 async def chunked(data: bytes, size: int) -> AsyncIterator[bytes]:
@@ -21,7 +25,13 @@ async def chunked(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 @pytest.fixture
 async def storage(tmp_path: Path) -> LocalStorage:
-    storage = LocalStorage(tmp_path / "media", "http://media.test:8080/")
+    storage = LocalStorage(
+        tmp_path / "media",
+        "http://media.test:8080/",
+        secret_key=SECRET,
+        url_ttl_s=600,
+        clock=lambda: NOW,
+    )
     await storage.start()
     return storage
 
@@ -48,9 +58,24 @@ async def test_stores_the_stream_under_its_key(storage: LocalStorage) -> None:
     assert not await storage.exists("job1/1.png")
 
 
-async def test_url_is_served_by_the_gateway_files_route(storage: LocalStorage) -> None:
-    assert await storage.url_for("job1/0.png") == "http://media.test:8080/files/job1/0.png"
+async def test_url_is_a_signed_gateway_files_url(storage: LocalStorage) -> None:
+    url = urlsplit(await storage.url_for("job1/0.png"))
+    assert (url.scheme, url.netloc, url.path) == ("http", "media.test:8080", "/files/job1/0.png")
+    query = parse_qsl(url.query)
+    assert [name for name, _ in query] == ["expires", "signature"]
+    assert dict(query)["expires"] == "1800000601"  # the clock rounded up, plus the lifetime
+    signing.verify(SECRET, "job1/0.png", query, now=NOW + 600)
+    with pytest.raises(signing.UrlRefused):
+        signing.verify(SECRET, "job1/1.png", query, now=NOW)  # signs that key only
+    with pytest.raises(signing.UrlRefused):
+        signing.verify(SECRET, "job1/0.png", query, now=NOW + 601)  # until it expires
     assert storage.path_for("job1/0.png") == storage.root / "job1" / "0.png"
+
+
+async def test_url_quotes_the_key_and_signs_it_unquoted(storage: LocalStorage) -> None:
+    url = urlsplit(await storage.url_for("job1/a b?.png"))
+    assert url.path == "/files/job1/a%20b%3F.png"
+    signing.verify(SECRET, unquote(url.path.removeprefix("/files/")), parse_qsl(url.query), now=NOW)
 
 
 async def test_a_new_stream_replaces_the_object(storage: LocalStorage) -> None:

@@ -252,6 +252,7 @@ class Job(_message.Message):
     ESTIMATED_COMPLETION_TIME_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Server-assigned identifier (a lower-case UUID)."""
     status: Global___JobState.ValueType
@@ -272,6 +273,10 @@ class Job(_message.Message):
     """
     cancel_requested: _builtins.bool
     """Output only. True once CancelJob was called on a RUNNING job whose cancellation is under way."""
+    tenant: _builtins.str
+    """Output only. The tenant that owns the job: its creator's. Callers only ever see their own
+    tenant's jobs; an admin sees every tenant's and reads here whose each one is.
+    """
     @_builtins.property
     def parameters(self) -> Global___GenerationParameters:
         """Output only. The parameters, as submitted (defaults are not filled in)."""
@@ -330,10 +335,11 @@ class Job(_message.Message):
         estimated_completion_time: _timestamp_pb2.Timestamp | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         cancel_requested: _builtins.bool = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["complete_time", b"complete_time", "create_time", b"create_time", "error", b"error", "estimated_completion_time", b"estimated_completion_time", "parameters", b"parameters", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancel_requested", b"cancel_requested", "complete_time", b"complete_time", "create_time", b"create_time", "error", b"error", "estimated_completion_time", b"estimated_completion_time", "id", b"id", "labels", b"labels", "media", b"media", "model", b"model", "parameters", b"parameters", "progress", b"progress", "prompt", b"prompt", "start_time", b"start_time", "status", b"status", "status_url", b"status_url", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancel_requested", b"cancel_requested", "complete_time", b"complete_time", "create_time", b"create_time", "error", b"error", "estimated_completion_time", b"estimated_completion_time", "id", b"id", "labels", b"labels", "media", b"media", "model", b"model", "parameters", b"parameters", "progress", b"progress", "prompt", b"prompt", "start_time", b"start_time", "status", b"status", "status_url", b"status_url", "tenant", b"tenant", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
