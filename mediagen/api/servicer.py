@@ -18,6 +18,7 @@ import grpc
 from grpc_status import rpc_status
 
 from mediagen.api.urls import resolve_job, resolve_media
+from mediagen.auth.principal import current_principal
 from mediagen.config import Settings
 from mediagen.errors import (
     FieldViolation,
@@ -31,6 +32,7 @@ from mediagen.jobs.pagination import decode_token, encode_token
 from mediagen.jobs.states import JobState
 from mediagen.jobs.store import JobStore
 from mediagen.jobs.validation import validate_generate
+from mediagen.limits.quota import Quotas
 from mediagen.storage.base import Storage
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
@@ -129,12 +131,16 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         bus: EventBus,
         storage: Storage,
         enqueue: Callable[[str], Awaitable[None]],
+        *,
+        quotas: Quotas | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
         self.storage = storage
         self.enqueue = enqueue
+        #: Per-tenant limits (none unless configured).
+        self.quotas = quotas or Quotas()
         #: Set when the server is stopping: open WatchJob streams end with UNAVAILABLE.
         self.closing = asyncio.Event()
         self._watchers = 0
@@ -157,6 +163,12 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
             default_model=self.settings.default_model,
             allowed_models=self.settings.models,
         )
+        if spec.request_id is not None:
+            # An idempotent retry costs no quota: answer it before the limits are consulted.
+            existing = await self.store.find_by_request_id(spec.request_id)
+            if existing is not None:
+                return pb.GenerateMediaResponse(job=await resolve_job(existing, self.storage))
+        await self.quotas.admit_submission(current_principal().tenant, self.store.active_jobs)
         job, event = await self.store.create(spec)
         if event is not None:
             await self.bus.publish(event)
@@ -221,15 +233,16 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         if request.after_sequence < 0:
             raise InvalidArgument([FieldViolation("after_sequence", "must not be negative")])
         last = request.after_sequence
-        self._watchers += 1
-        self._no_watchers.clear()
-        try:
-            async for response in self._watch(job_id, last):
-                yield response
-        finally:
-            self._watchers -= 1
-            if not self._watchers:
-                self._no_watchers.set()
+        with self.quotas.watching(current_principal().tenant):
+            self._watchers += 1
+            self._no_watchers.clear()
+            try:
+                async for response in self._watch(job_id, last):
+                    yield response
+            finally:
+                self._watchers -= 1
+                if not self._watchers:
+                    self._no_watchers.set()
 
     async def _watch(self, job_id: str, last: int) -> AsyncIterator[pb.WatchJobResponse]:
         # Subscribe first, then read the store: nothing published in between is missed.

@@ -1,0 +1,111 @@
+"""The per-tenant limit checks the servicer makes, without I/O: streams, active jobs, rate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from mediagen.limits.bucket import Bucket
+from mediagen.limits.errors import RateLimited, TooManyActiveJobs, TooManyWatchStreams
+from mediagen.limits.quota import ActiveJobs, Quotas, active_retry_s
+from mediagen.limits.rate import LocalRateLimiter
+from mediagen.limits.streams import StreamSlots
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_stream_slots_per_tenant_are_released_when_a_stream_ends() -> None:
+    slots = StreamSlots(2)
+    with slots.hold("a"), slots.hold("a"):
+        with pytest.raises(TooManyWatchStreams) as caught, slots.hold("a"):
+            pass
+        with slots.hold("b"):  # another tenant is not affected
+            assert (slots.open("a"), slots.open("b")) == (2, 1)
+    assert slots.open("a") == 0
+    with slots.hold("a"):
+        pass
+    assert caught.value.grpc_code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert caught.value.retry_after_s > 0
+
+
+def test_a_stream_that_fails_gives_its_slot_back() -> None:
+    slots = StreamSlots(1)
+    with pytest.raises(RuntimeError), slots.hold("a"):
+        raise RuntimeError("stream broke")
+    assert slots.open("a") == 0
+
+
+def test_zero_means_no_stream_limit() -> None:
+    slots = StreamSlots(0)
+    with slots.hold("a"), slots.hold("a"), slots.hold("a"):
+        assert slots.open("a") == 3
+
+
+@pytest.mark.parametrize(
+    ("next_done_at", "expected_s"),
+    [
+        (None, 5.0),  # nothing estimated
+        (NOW + timedelta(seconds=12), 12.0),  # the first job's estimated end
+        (NOW - timedelta(seconds=30), 1.0),  # overdue: soon, but not at once
+        (NOW + timedelta(hours=2), 60.0),  # far off: ask again within a minute
+    ],
+)
+def test_active_job_retry_delay(next_done_at: datetime | None, expected_s: float) -> None:
+    assert active_retry_s(next_done_at, NOW) == expected_s
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 50.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+async def test_quotas_check_the_rate_then_the_active_jobs() -> None:
+    clock = Clock()
+    counted: list[str] = []
+    active = {"a": ActiveJobs(0, None)}
+
+    async def active_jobs(tenant: str) -> ActiveJobs:
+        counted.append(tenant)
+        return active[tenant]
+
+    quotas = Quotas(
+        rate=LocalRateLimiter(Bucket(1.0, 2), clock=clock), max_active_jobs=3, clock=lambda: NOW
+    )
+    await quotas.admit_submission("a", active_jobs)
+    await quotas.admit_submission("a", active_jobs)
+    with pytest.raises(RateLimited) as rate:
+        await quotas.admit_submission("a", active_jobs)
+    assert rate.value.retry_after_s == pytest.approx(1.0)
+    assert counted == ["a", "a"]  # refused by the rate: the database is not asked
+
+    clock.now_s += 10
+    active["a"] = ActiveJobs(3, NOW + timedelta(seconds=7))
+    with pytest.raises(TooManyActiveJobs) as full:
+        await quotas.admit_submission("a", active_jobs)
+    assert full.value.retry_after_s == 7.0
+
+
+def test_quota_errors_carry_retry_info_and_quota_failure() -> None:
+    status = TooManyActiveJobs("acme", 3, retry_after_s=2.5).to_status()
+    assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    kinds = {}
+    for detail in status.details:
+        for message in (
+            error_details_pb2.ErrorInfo(),
+            error_details_pb2.RetryInfo(),
+            error_details_pb2.QuotaFailure(),
+        ):
+            if detail.Unpack(message):
+                kinds[type(message).__name__] = message
+    assert kinds["ErrorInfo"].reason == "TOO_MANY_ACTIVE_JOBS"  # type: ignore[attr-defined]
+    assert kinds["ErrorInfo"].metadata == {"tenant": "acme", "limit": "3"}  # type: ignore[attr-defined]
+    assert kinds["RetryInfo"].retry_delay.ToMilliseconds() == 2500  # type: ignore[attr-defined]
+    violation = kinds["QuotaFailure"].violations[0]  # type: ignore[attr-defined]
+    assert violation.subject == "tenant:acme"
+    assert "active" in violation.description
