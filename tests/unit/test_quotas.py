@@ -94,18 +94,15 @@ async def test_quotas_check_the_rate_then_the_active_jobs() -> None:
 def test_quota_errors_carry_retry_info_and_quota_failure() -> None:
     status = TooManyActiveJobs("acme", 3, retry_after_s=2.5).to_status()
     assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
-    kinds = {}
-    for detail in status.details:
-        for message in (
-            error_details_pb2.ErrorInfo(),
-            error_details_pb2.RetryInfo(),
-            error_details_pb2.QuotaFailure(),
-        ):
-            if detail.Unpack(message):
-                kinds[type(message).__name__] = message
-    assert kinds["ErrorInfo"].reason == "TOO_MANY_ACTIVE_JOBS"  # type: ignore[attr-defined]
-    assert kinds["ErrorInfo"].metadata == {"tenant": "acme", "limit": "3"}  # type: ignore[attr-defined]
-    assert kinds["RetryInfo"].retry_delay.ToMilliseconds() == 2500  # type: ignore[attr-defined]
-    violation = kinds["QuotaFailure"].violations[0]  # type: ignore[attr-defined]
-    assert violation.subject == "tenant:acme"
-    assert "active" in violation.description
+    info, retry, quota = (
+        error_details_pb2.ErrorInfo(),
+        error_details_pb2.RetryInfo(),
+        error_details_pb2.QuotaFailure(),
+    )
+    unpacked = [d.Unpack(m) for d, m in zip(status.details, (info, retry, quota), strict=True)]
+    assert unpacked == [True, True, True]
+    assert info.reason == "TOO_MANY_ACTIVE_JOBS"
+    assert dict(info.metadata) == {"tenant": "acme", "limit": "3"}
+    assert retry.retry_delay.ToMilliseconds() == 2500
+    assert quota.violations[0].subject == "tenant:acme"
+    assert "active" in quota.violations[0].description
