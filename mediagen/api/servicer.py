@@ -3,6 +3,11 @@
 Errors: a :class:`mediagen.errors.MediagenError` becomes a rich ``google.rpc.Status`` (ErrorInfo,
 BadRequest, RetryInfo, ...) through :func:`rpc_errors`; anything unexpected is logged and becomes
 INTERNAL without leaking details.
+
+Tenancy: every method reads the caller from :func:`mediagen.auth.principal.current_principal`
+(set by the auth interceptor; ANONYMOUS, an admin of the default tenant, when authentication is
+off). Jobs are created in the caller's tenant and every read is limited to its
+``tenant_scope``, so another tenant's id is NOT_FOUND just like an unknown one.
 """
 
 from __future__ import annotations
@@ -163,13 +168,14 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
             default_model=self.settings.default_model,
             allowed_models=self.settings.models,
         )
+        tenant = current_principal().tenant
         if spec.request_id is not None:
             # An idempotent retry costs no quota: answer it before the limits are consulted.
-            existing = await self.store.find_by_request_id(spec.request_id)
+            existing = await self.store.find_by_request_id(tenant, spec.request_id)
             if existing is not None:
                 return pb.GenerateMediaResponse(job=await resolve_job(existing, self.storage))
-        await self.quotas.admit_submission(current_principal().tenant, self.store.active_jobs)
-        job, event = await self.store.create(spec)
+        await self.quotas.admit_submission(tenant, self.store.active_jobs)
+        job, event = await self.store.create(spec, tenant=tenant)
         if event is not None:
             await self.bus.publish(event)
             try:
@@ -181,11 +187,12 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
 
     @rpc_errors
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
-        job = await self.store.get(_required_id(request.id))
+        job = await self.store.get(_required_id(request.id), tenant=_scope())
         return pb.GetJobResponse(job=await resolve_job(job, self.storage))
 
     @rpc_errors
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
+        scope = _scope()
         status = parse_status_filter(request.status)
         status_key = status.value if status else ""
         violations = []
@@ -206,17 +213,27 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         if offset_paging:
             per_page = request.per_page or DEFAULT_PER_PAGE
             page = await self.store.list_jobs(
-                status=status, limit=per_page, offset=(max(request.page, 1) - 1) * per_page
+                tenant=scope,
+                status=status,
+                limit=per_page,
+                offset=(max(request.page, 1) - 1) * per_page,
             )
             next_token = ""
         else:
             cursor = (
-                decode_token(request.page_token, self.settings.secret_key, status_filter=status_key)
+                decode_token(
+                    request.page_token,
+                    self.settings.secret_key,
+                    status_filter=status_key,
+                    tenant_scope=scope,
+                )
                 if request.page_token
                 else None
             )
             limit = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-            page = await self.store.list_jobs(status=status, limit=limit, cursor=cursor)
+            page = await self.store.list_jobs(
+                tenant=scope, status=status, limit=limit, cursor=cursor
+            )
             next_token = (
                 encode_token(page.next_cursor, self.settings.secret_key) if page.next_cursor else ""
             )
@@ -233,21 +250,26 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         if request.after_sequence < 0:
             raise InvalidArgument([FieldViolation("after_sequence", "must not be negative")])
         last = request.after_sequence
+        scope = _scope()
+        # Before subscribing or replaying anything: another tenant's job is simply not found.
+        await self.store.get(job_id, tenant=scope)
         with self.quotas.watching(current_principal().tenant):
             self._watchers += 1
             self._no_watchers.clear()
             try:
-                async for response in self._watch(job_id, last):
+                async for response in self._watch(job_id, last, scope):
                     yield response
             finally:
                 self._watchers -= 1
                 if not self._watchers:
                     self._no_watchers.set()
 
-    async def _watch(self, job_id: str, last: int) -> AsyncIterator[pb.WatchJobResponse]:
+    async def _watch(
+        self, job_id: str, last: int, scope: str | None
+    ) -> AsyncIterator[pb.WatchJobResponse]:
         # Subscribe first, then read the store: nothing published in between is missed.
         async with self.bus.subscribe(job_id) as subscription:
-            backlog = await self.store.events_after(job_id, last)
+            backlog = await self.store.events_after(job_id, last, tenant=scope)
             while True:
                 for event in backlog:
                     if event.sequence <= last:
@@ -257,17 +279,20 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
                     yield pb.WatchJobResponse(event=event)
                     if event.job.status in _TERMINAL:
                         return
-                if not backlog and (await self.store.get(job_id)).status in _TERMINAL:
+                finished = not backlog and (
+                    (await self.store.get(job_id, tenant=scope)).status in _TERMINAL
+                )
+                if finished:
                     # Finished: its final event is committed with it, so one more read finds
                     # whatever the caller has not seen yet; nothing means it saw the end.
-                    backlog = await self.store.events_after(job_id, last)
+                    backlog = await self.store.events_after(job_id, last, tenant=scope)
                     if not backlog:
                         return
                     continue
-                backlog = await self._next_events(job_id, last, subscription)
+                backlog = await self._next_events(job_id, last, scope, subscription)
 
     async def _next_events(
-        self, job_id: str, last: int, subscription: Subscription
+        self, job_id: str, last: int, scope: str | None, subscription: Subscription
     ) -> list[job_pb2.JobEvent]:
         """The next events after ``last``: from the bus when it delivers the very next one,
         else (a gap, or quiet for a while) from the store. Ends the stream with UNAVAILABLE as
@@ -286,22 +311,27 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         event = getter.result()
         if event is not None and event.sequence <= last + 1:
             return [event]
-        return await self.store.events_after(job_id, last)
+        return await self.store.events_after(job_id, last, tenant=scope)
 
     @rpc_errors
     async def GetMedia(self, request: pb.GetMediaRequest, context: Context) -> pb.GetMediaResponse:
-        media = await self.store.get_media(_required_id(request.id))
+        media = await self.store.get_media(_required_id(request.id), tenant=_scope())
         return pb.GetMediaResponse(media=await resolve_media(media, self.storage))
 
     @rpc_errors
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: Context
     ) -> pb.CancelJobResponse:
-        job, event = await self.store.cancel(_required_id(request.id))
+        job, event = await self.store.cancel(_required_id(request.id), tenant=_scope())
         if event is not None:
             await self.bus.publish(event)
             log.info("job=%s cancel requested (now %s)", job.id, job_pb2.JobState.Name(job.status))
         return pb.CancelJobResponse(job=await resolve_job(job, self.storage))
+
+
+def _scope() -> str | None:
+    """The tenant the caller's reads are limited to (None: an admin, every tenant)."""
+    return current_principal().tenant_scope
 
 
 def _required_id(value: str) -> str:

@@ -48,6 +48,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+#: Longest tenant name the schema holds.
+TENANT_LENGTH = 64
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -65,6 +68,8 @@ class JobRow(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: The caller's tenant: every API read and write is scoped to it.
+    tenant: Mapped[str] = mapped_column(String(TENANT_LENGTH))
     status: Mapped[str] = mapped_column(String(16))
     prompt: Mapped[str] = mapped_column(Text)
     model: Mapped[str] = mapped_column(String(200))
@@ -73,8 +78,9 @@ class JobRow(Base):
     #: What the worker sends to the provider (validated, defaults filled in).
     model_input: Mapped[dict[str, Any]] = mapped_column(JSON)
     labels: Mapped[dict[str, str]] = mapped_column(JSON)
-    #: AIP-155 idempotency key; unique, so a retried GenerateMedia finds the first job.
-    request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: AIP-155 idempotency key; unique per tenant, so a retried GenerateMedia finds the first
+    #: job, and two tenants choosing the same key still get a job each.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
@@ -107,6 +113,11 @@ class JobRow(Base):
     )
 
     __table_args__ = (
+        UniqueConstraint("tenant", "request_id", name="uq_jobs_tenant_request_id"),
+        # One tenant's listing, newest first (scanned backwards).
+        Index("ix_jobs_tenant_create_time_id", "tenant", "create_time", "id"),
+        # A tenant's active jobs, counted on every submission when MEDIAGEN_MAX_ACTIVE_JOBS is set.
+        Index("ix_jobs_tenant_status", "tenant", "status"),
         Index("ix_jobs_create_time_id", "create_time", "id"),
         Index("ix_jobs_status_create_time", "status", "create_time"),
         Index("ix_jobs_status_next_attempt_at", "status", "next_attempt_at"),
@@ -118,6 +129,8 @@ class MediaRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    #: The job's tenant, copied so a media lookup is scoped without a join.
+    tenant: Mapped[str] = mapped_column(String(TENANT_LENGTH))
     #: Index in the model's output list.
     position: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))

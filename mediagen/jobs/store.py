@@ -4,6 +4,11 @@ Every state change is one conditional UPDATE (its WHERE clause is the transition
 states plus, for workers, "I still hold the lease") and appends a ``job_events`` row with the
 next sequence number in the same transaction. Methods return the protos callers need; the event
 each change produced is returned too, for the caller to publish after the commit.
+
+Tenancy: the caller-facing methods take ``tenant``, the caller's scope: a tenant name, or None
+for an admin (every tenant). Another tenant's job or media is :class:`JobNotFound` /
+:class:`MediaNotFound` exactly as an unknown id is, so an id never confirms that it exists.
+The worker and reconciler methods act on any job: they are not reached by callers.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from google.rpc import status_pb2
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 
 from mediagen.errors import JobAlreadyFinished, JobNotFound, MediaNotFound
 from mediagen.jobs import convert
@@ -94,6 +99,11 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def _in_scope(column: InstrumentedAttribute[str], tenant: str | None) -> list[ColumnElement[bool]]:
+    """The WHERE clause of a tenant scope: nothing for an admin (None)."""
+    return [] if tenant is None else [column == tenant]
+
+
 def _event_proto(row: JobEventRow) -> job_pb2.JobEvent:
     event = job_pb2.JobEvent(
         sequence=row.sequence,
@@ -120,12 +130,15 @@ class JobStore:
 
     # ---- API side -------------------------------------------------------------------------
 
-    async def create(self, spec: JobSpec) -> tuple[job_pb2.Job, job_pb2.JobEvent | None]:
-        """Insert a PENDING job and its first event. With a request_id already used, return that
-        job instead (and no event)."""
+    async def create(
+        self, spec: JobSpec, *, tenant: str
+    ) -> tuple[job_pb2.Job, job_pb2.JobEvent | None]:
+        """Insert a PENDING job of ``tenant`` and its first event. With a request_id the tenant
+        already used, return that job instead (and no event)."""
         now = self._clock()
         row = JobRow(
             id=str(uuid.uuid4()),
+            tenant=tenant,
             status=JobState.PENDING.value,
             prompt=spec.prompt,
             model=spec.model,
@@ -153,15 +166,16 @@ class JobStore:
         except IntegrityError:
             if spec.request_id is None:
                 raise
-            existing = await self._find_by_request_id(spec.request_id)
+            existing = await self._find_by_request_id(tenant, spec.request_id)
             if existing is None:
                 raise
             return existing, None
         return event.job, event
 
-    async def find_by_request_id(self, request_id: str) -> job_pb2.Job | None:
-        """The job a request_id made, if any (idempotent retries are answered with it)."""
-        return await self._find_by_request_id(request_id)
+    async def find_by_request_id(self, tenant: str, request_id: str) -> job_pb2.Job | None:
+        """The job ``tenant``'s request_id made, if any (idempotent retries are answered with
+        it)."""
+        return await self._find_by_request_id(tenant, request_id)
 
     async def active_jobs(self, tenant: str) -> ActiveJobs:
         """How many of ``tenant``'s jobs are PENDING or RUNNING, and the earliest estimated end
@@ -170,35 +184,41 @@ class JobStore:
         async with self.db.reading() as session:
             result = await session.execute(
                 select(func.count(), func.min(JobRow.estimated_completion_time)).where(
-                    JobRow.status.in_(active)
+                    JobRow.tenant == tenant, JobRow.status.in_(active)
                 )
             )
             count, next_done_at = result.one()
         return ActiveJobs(int(count or 0), next_done_at)
 
-    async def _find_by_request_id(self, request_id: str) -> job_pb2.Job | None:
+    async def _find_by_request_id(self, tenant: str, request_id: str) -> job_pb2.Job | None:
         async with self.db.reading() as session:
             row = await session.scalar(
                 select(JobRow)
-                .where(JobRow.request_id == request_id)
+                .where(JobRow.tenant == tenant, JobRow.request_id == request_id)
                 .options(selectinload(JobRow.media))
             )
             return None if row is None else convert.job_to_proto(row, row.media)
 
-    async def get(self, job_id: str) -> job_pb2.Job:
+    async def get(self, job_id: str, *, tenant: str | None) -> job_pb2.Job:
+        """The job, if it is in ``tenant`` (any job for None); else JobNotFound."""
         async with self.db.reading() as session:
             # One query with the media joined in: every statement is a thread hop on SQLite.
             result = await session.execute(
-                select(JobRow).where(JobRow.id == job_id).options(joinedload(JobRow.media))
+                select(JobRow)
+                .where(JobRow.id == job_id, *_in_scope(JobRow.tenant, tenant))
+                .options(joinedload(JobRow.media))
             )
             row = result.unique().scalar_one_or_none()
             if row is None:
                 raise JobNotFound(job_id)
             return convert.job_to_proto(row, row.media)
 
-    async def get_media(self, media_id: str) -> media_pb2.Media:
+    async def get_media(self, media_id: str, *, tenant: str | None) -> media_pb2.Media:
+        """The media, if it is in ``tenant`` (any for None); else MediaNotFound."""
         async with self.db.reading() as session:
-            row = await session.get(MediaRow, media_id)
+            row = await session.scalar(
+                select(MediaRow).where(MediaRow.id == media_id, *_in_scope(MediaRow.tenant, tenant))
+            )
             if row is None:
                 raise MediaNotFound(media_id)
             return convert.media_to_proto(row)
@@ -206,13 +226,15 @@ class JobStore:
     async def list_jobs(
         self,
         *,
+        tenant: str | None,
         status: JobState | None,
         limit: int,
         cursor: Cursor | None = None,
         offset: int = 0,
     ) -> JobPage:
-        """Jobs newest first, after ``cursor`` (keyset paging) or from ``offset``."""
-        filters: list[ColumnElement[bool]] = []
+        """Jobs of ``tenant`` (every tenant's for None) newest first, after ``cursor`` (keyset
+        paging) or from ``offset``. The next cursor is bound to the tenant and status filter."""
+        filters = _in_scope(JobRow.tenant, tenant)
         if status is not None:
             filters.append(JobRow.status == status.value)
         async with self.db.reading() as session:
@@ -237,36 +259,44 @@ class JobStore:
         next_cursor = None
         if more and rows:
             last = rows[-1]
-            next_cursor = Cursor(last.create_time, last.id, status.value if status else "")
+            next_cursor = Cursor(
+                last.create_time, last.id, status.value if status else "", tenant_scope=tenant
+            )
         return JobPage([convert.job_to_proto(r, r.media) for r in rows], total or 0, next_cursor)
 
     async def events_after(
-        self, job_id: str, after_sequence: int, *, limit: int = 500
+        self, job_id: str, after_sequence: int, *, tenant: str | None, limit: int = 500
     ) -> list[job_pb2.JobEvent]:
-        """Persisted events with a larger sequence, oldest first; JobNotFound if no such job."""
+        """Persisted events with a larger sequence, oldest first; JobNotFound if no such job in
+        ``tenant`` (any tenant for None)."""
+        scope = _in_scope(JobRow.tenant, tenant)
         async with self.db.reading() as session:
-            rows = (
-                await session.scalars(
-                    select(JobEventRow)
-                    .where(JobEventRow.job_id == job_id, JobEventRow.sequence > after_sequence)
-                    .order_by(JobEventRow.sequence)
-                    .limit(limit)
-                )
-            ).all()
-            if not rows and await session.get(JobRow, job_id) is None:
+            query = select(JobEventRow).where(
+                JobEventRow.job_id == job_id, JobEventRow.sequence > after_sequence
+            )
+            if scope:
+                query = query.join(JobRow, JobRow.id == JobEventRow.job_id).where(*scope)
+            rows = (await session.scalars(query.order_by(JobEventRow.sequence).limit(limit))).all()
+            if not rows and (
+                await session.scalar(select(JobRow.id).where(JobRow.id == job_id, *scope)) is None
+            ):
                 raise JobNotFound(job_id)
             return [_event_proto(r) for r in rows]
 
-    async def cancel(self, job_id: str) -> tuple[job_pb2.Job, job_pb2.JobEvent | None]:
+    async def cancel(
+        self, job_id: str, *, tenant: str | None
+    ) -> tuple[job_pb2.Job, job_pb2.JobEvent | None]:
         """CancelJob: PENDING ends CANCELED now; RUNNING gets ``cancel_requested`` for its worker;
-        CANCELED is returned as is; SUCCEEDED and FAILED are JobAlreadyFinished."""
+        CANCELED is returned as is; SUCCEEDED and FAILED are JobAlreadyFinished. Another
+        tenant's job is JobNotFound and is left untouched."""
         now = self._clock()
+        scope = _in_scope(JobRow.tenant, tenant)
         async with self.db.writing() as session:
             event = await self._transition(
                 session,
                 job_id,
                 Transition.CANCEL,
-                where=[JobRow.status == JobState.PENDING.value],
+                where=[JobRow.status == JobState.PENDING.value, *scope],
                 values={"complete_time": now, "estimated_completion_time": None},
             )
             if event is None:
@@ -277,12 +307,13 @@ class JobStore:
                     where=[
                         JobRow.status == JobState.RUNNING.value,
                         JobRow.cancel_requested.is_(False),
+                        *scope,
                     ],
                     values={"cancel_requested": True},
                 )
         if event is not None:
             return event.job, event
-        job = await self.get(job_id)
+        job = await self.get(job_id, tenant=tenant)
         if job.status in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED):
             state = job_pb2.JobState.Name(job.status).removeprefix("JOB_STATE_").lower()
             raise JobAlreadyFinished(f"job {job_id} already {state}", metadata={"id": job_id})
@@ -378,7 +409,13 @@ class JobStore:
                 raise LeaseLost(job_id)
             run_s = (now - (row.start_time or now)).total_seconds()
             media_rows = [
-                MediaRow(id=str(uuid.uuid4()), job_id=job_id, create_time=now, **asdict(m))
+                MediaRow(
+                    id=str(uuid.uuid4()),
+                    job_id=job_id,
+                    tenant=row.tenant,
+                    create_time=now,
+                    **asdict(m),
+                )
                 for m in media
             ]
             session.add_all(media_rows)

@@ -16,6 +16,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from PIL import Image
 
+from mediagen.auth.principal import DEFAULT_TENANT
 from mediagen.embedded import Embedded
 from mediagen.emulator import Delay, Route
 from mediagen.jobs.validation import validate_generate
@@ -221,7 +222,7 @@ async def test_job_cancelled_before_any_prediction_never_starts_one(
         default_model=embedded.settings.default_model,
         allowed_models=embedded.settings.models,
     )
-    job, _ = await store.create(spec)
+    job, _ = await store.create(spec, tenant=DEFAULT_TENANT)
     assert await store.claim(job.id, "a-worker-that-dies", lease_s=0.2)
     assert (await stub.CancelJob(pb.CancelJobRequest(id=job.id))).job.cancel_requested
     await asyncio.sleep(0.3)  # the dead worker's lease runs out

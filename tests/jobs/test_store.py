@@ -17,6 +17,8 @@ from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 
 MODEL = "stability-ai/sdxl"
+#: The tenant of the single-tenant tests; isolation between tenants is tested below.
+TENANT = "acme"
 
 
 def spec(prompt: str = "a red fox", request_id: str | None = None) -> JobSpec:
@@ -33,35 +35,37 @@ def store(database: Database) -> JobStore:
 
 
 async def test_create_get_and_first_event(store: JobStore) -> None:
-    job, event = await store.create(spec())
+    job, event = await store.create(spec(), tenant=TENANT)
     assert job.status == job_pb2.JOB_STATE_PENDING
     assert event is not None and event.sequence == 1
     assert event.type == job_pb2.JOB_EVENT_TYPE_STATE_CHANGED
-    assert await store.get(job.id) == job
+    assert await store.get(job.id, tenant=TENANT) == job
     assert job.status_url == f"/api/v1/jobs/status/{job.id}"
     assert job.estimated_completion_time.seconds - job.create_time.seconds == 30
     with pytest.raises(JobNotFound):
-        await store.get(str(uuid.uuid4()))
+        await store.get(str(uuid.uuid4()), tenant=None)
 
 
 async def test_request_id_returns_the_first_job(store: JobStore) -> None:
     rid = str(uuid.uuid4())
-    first, event = await store.create(spec(request_id=rid))
-    again, none = await store.create(spec(prompt="different", request_id=rid))
+    first, event = await store.create(spec(request_id=rid), tenant=TENANT)
+    again, none = await store.create(spec(prompt="different", request_id=rid), tenant=TENANT)
     assert event is not None and none is None
     assert again.id == first.id
-    assert (await store.list_jobs(status=None, limit=10)).total_size == 1
+    assert (await store.list_jobs(tenant=TENANT, status=None, limit=10)).total_size == 1
 
 
 async def test_concurrent_duplicate_requests_make_one_job(store: JobStore) -> None:
     rid = str(uuid.uuid4())
-    results = await asyncio.gather(*(store.create(spec(request_id=rid)) for _ in range(8)))
+    results = await asyncio.gather(
+        *(store.create(spec(request_id=rid), tenant=TENANT) for _ in range(8))
+    )
     assert len({job.id for job, _ in results}) == 1
     assert sum(event is not None for _, event in results) == 1
 
 
 async def test_one_claim_wins(store: JobStore) -> None:
-    job, _ = await store.create(spec())
+    job, _ = await store.create(spec(), tenant=TENANT)
     claims = await asyncio.gather(*(store.claim(job.id, f"w{i}", 30) for i in range(6)))
     winners = [c for c in claims if c is not None]
     assert len(winners) == 1
@@ -71,7 +75,7 @@ async def test_one_claim_wins(store: JobStore) -> None:
 
 
 async def test_expired_lease_is_reclaimed_and_the_old_owner_is_locked_out(store: JobStore) -> None:
-    job, _ = await store.create(spec())
+    job, _ = await store.create(spec(), tenant=TENANT)
     first = await store.claim(job.id, "dead", 0.01)
     assert first is not None
     await store.set_prediction(job.id, "dead", "pred-1")
@@ -87,13 +91,13 @@ async def test_expired_lease_is_reclaimed_and_the_old_owner_is_locked_out(store:
 
 
 async def test_events_are_gap_free_and_replayable(store: JobStore) -> None:
-    job, _ = await store.create(spec())
+    job, _ = await store.create(spec(), tenant=TENANT)
     assert await store.claim(job.id, "w", 30)
     for value in (0.2, 0.1, 0.5):  # 0.1 is not a rise: no event
         await store.progress(job.id, "w", value)
     media = NewMedia(0, "image", "image/png", f"{job.id}/0.png", 64, 64, 123, "ab" * 32)
     done = await store.succeed(job.id, "w", [media])
-    events = await store.events_after(job.id, 0)
+    events = await store.events_after(job.id, 0, tenant=TENANT)
     assert [e.sequence for e in events] == [1, 2, 3, 4, 5]
     assert [e.job.status for e in events] == [
         job_pb2.JOB_STATE_PENDING,
@@ -104,14 +108,14 @@ async def test_events_are_gap_free_and_replayable(store: JobStore) -> None:
     ]
     assert [e.job.progress for e in events][2:] == [0.2, 0.5, 1.0]
     assert done == events[-1] and done.job.media[0].sha256 == "ab" * 32
-    assert [e.sequence for e in await store.events_after(job.id, 3)] == [4, 5]
-    final = await store.get(job.id)
+    assert [e.sequence for e in await store.events_after(job.id, 3, tenant=TENANT)] == [4, 5]
+    final = await store.get(job.id, tenant=TENANT)
     assert final.status == job_pb2.JOB_STATE_SUCCEEDED and final.complete_time.seconds > 0
     assert not final.HasField("estimated_completion_time")
 
 
 async def test_retry_waits_and_keeps_the_prediction(store: JobStore) -> None:
-    job, _ = await store.create(spec())
+    job, _ = await store.create(spec(), tenant=TENANT)
     assert await store.claim(job.id, "w", 30)
     await store.set_prediction(job.id, "w", "pred-9")
     error = status_pb2.Status(code=code_pb2.UNAVAILABLE, message="503 from provider")
@@ -123,29 +127,29 @@ async def test_retry_waits_and_keeps_the_prediction(store: JobStore) -> None:
 
 
 async def test_cancel_pending_running_and_finished(store: JobStore) -> None:
-    pending, _ = await store.create(spec())
-    job, event = await store.cancel(pending.id)
+    pending, _ = await store.create(spec(), tenant=TENANT)
+    job, event = await store.cancel(pending.id, tenant=TENANT)
     assert job.status == job_pb2.JOB_STATE_CANCELED and event is not None
-    assert (await store.cancel(pending.id))[1] is None  # idempotent
+    assert (await store.cancel(pending.id, tenant=TENANT))[1] is None  # idempotent
 
-    running, _ = await store.create(spec())
+    running, _ = await store.create(spec(), tenant=TENANT)
     assert await store.claim(running.id, "w", 30)
-    job, event = await store.cancel(running.id)
+    job, event = await store.cancel(running.id, tenant=TENANT)
     assert job.status == job_pb2.JOB_STATE_RUNNING and job.cancel_requested
     assert event is not None and event.type == job_pb2.JOB_EVENT_TYPE_CANCEL_REQUESTED
     assert await store.renew(running.id, "w", 30) is True
     done = await store.finish_cancel(running.id, "w")
     assert done.job.status == job_pb2.JOB_STATE_CANCELED
 
-    failed, _ = await store.create(spec())
+    failed, _ = await store.create(spec(), tenant=TENANT)
     assert await store.claim(failed.id, "w", 30)
     await store.fail(failed.id, "w", status_pb2.Status(code=code_pb2.ABORTED, message="boom"))
     with pytest.raises(JobAlreadyFinished):
-        await store.cancel(failed.id)
+        await store.cancel(failed.id, tenant=TENANT)
 
 
 async def test_take_due_hands_each_job_to_one_reconciler(store: JobStore) -> None:
-    ids = {(await store.create(spec(f"job {i}")))[0].id for i in range(5)}
+    ids = {(await store.create(spec(f"job {i}"), tenant=TENANT))[0].id for i in range(5)}
     await asyncio.sleep(0.6)  # creation counts as a wake-up sent
     batches = await asyncio.gather(*(store.take_due(resend_after_s=0.5) for _ in range(3)))
     taken = [job_id for batch in batches for job_id in batch]
@@ -154,14 +158,14 @@ async def test_take_due_hands_each_job_to_one_reconciler(store: JobStore) -> Non
 
 
 async def test_list_pages_newest_first_with_filter(store: JobStore) -> None:
-    ids = [(await store.create(spec(f"job {i}")))[0].id for i in range(7)]
+    ids = [(await store.create(spec(f"job {i}"), tenant=TENANT))[0].id for i in range(7)]
     assert await store.claim(ids[0], "w", 30)
-    page = await store.list_jobs(status=None, limit=3)
+    page = await store.list_jobs(tenant=TENANT, status=None, limit=3)
     assert page.total_size == 7 and [j.id for j in page.jobs] == ids[::-1][:3]
     assert page.next_cursor is not None
-    rest = await store.list_jobs(status=None, limit=10, cursor=page.next_cursor)
+    rest = await store.list_jobs(tenant=TENANT, status=None, limit=10, cursor=page.next_cursor)
     assert [j.id for j in rest.jobs] == ids[::-1][3:] and rest.next_cursor is None
-    running = await store.list_jobs(status=JobState.RUNNING, limit=10)
+    running = await store.list_jobs(tenant=TENANT, status=JobState.RUNNING, limit=10)
     assert [j.id for j in running.jobs] == [ids[0]] and running.total_size == 1
-    offset = await store.list_jobs(status=None, limit=2, offset=2)
+    offset = await store.list_jobs(tenant=TENANT, status=None, limit=2, offset=2)
     assert [j.id for j in offset.jobs] == ids[::-1][2:4]
