@@ -127,6 +127,12 @@ class Settings:
     max_watch_streams: int = 0  # open WatchJob streams per tenant, per API process
 
     secret_key: str = "mediagen-dev-secret"  # signs page tokens
+    # Authentication (mediagen.auth): on by default; see mediagen/auth/startup.py for the rule.
+    auth: bool = True
+    auth_cache_s: float = 5.0  # verified keys are trusted this long (revocation lag)
+    auth_reflection: bool = False  # True: server reflection needs credentials too
+    # Client-certificate subjects (CN, subjectAltName or whole subject) that act as admins.
+    auth_mtls_admins: tuple[str, ...] = ()
     log_level: str = "INFO"
 
     @property
@@ -227,5 +233,9 @@ class Settings:
             max_active_jobs=_int(env, "MEDIAGEN_MAX_ACTIVE_JOBS", d.max_active_jobs),
             max_watch_streams=_int(env, "MEDIAGEN_MAX_WATCH_STREAMS", d.max_watch_streams),
             secret_key=env.get("SECRET_KEY", d.secret_key) or d.secret_key,
+            auth=_bool(env, "MEDIAGEN_AUTH", d.auth),
+            auth_cache_s=_float(env, "MEDIAGEN_AUTH_CACHE_S", d.auth_cache_s),
+            auth_reflection=_bool(env, "MEDIAGEN_AUTH_REFLECTION", d.auth_reflection),
+            auth_mtls_admins=_list(env, "MEDIAGEN_AUTH_MTLS_ADMINS"),
             log_level="DEBUG" if debug else env.get("MEDIAGEN_LOG_LEVEL", d.log_level).upper(),
         )

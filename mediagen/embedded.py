@@ -17,7 +17,14 @@ import grpc
 from mediagen.api.server import start_grpc_server
 from mediagen.config import Settings
 from mediagen.jobs.migrate import upgrade
-from mediagen.wiring import Core, build_reconciler, build_runner, build_servicer, open_core
+from mediagen.wiring import (
+    Core,
+    build_auth,
+    build_reconciler,
+    build_runner,
+    build_servicer,
+    open_core,
+)
 from mediagen.worker.runner import JobRunner
 
 
@@ -64,7 +71,12 @@ class Embedded:
         stack.push_async_callback(runner.drain, settings.shutdown_grace_s)
 
         servicer = build_servicer(core)
-        server = await start_grpc_server(settings.host, settings.grpc_port, servicer=servicer)
+        server = await start_grpc_server(
+            settings.host,
+            settings.grpc_port,
+            servicer=servicer,
+            interceptors=await build_auth(core),
+        )
         self.grpc_port = server.port
         stack.push_async_callback(server.stop, settings.shutdown_grace_s, servicer)
 

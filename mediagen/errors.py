@@ -10,7 +10,13 @@ Hierarchy::
     ├── FailedPrecondition              FAILED_PRECONDITION 400  + PreconditionFailure
     │   └── JobAlreadyFinished
     ├── ResourceExhausted               RESOURCE_EXHAUSTED  429  + google.rpc.RetryInfo
-    └── Unavailable                     UNAVAILABLE         503  + google.rpc.RetryInfo
+    ├── Unavailable                     UNAVAILABLE         503  + google.rpc.RetryInfo
+    ├── Unauthenticated                 UNAUTHENTICATED     401
+    │   ├── CredentialsMissing
+    │   └── InvalidApiKey
+    └── PermissionDenied                PERMISSION_DENIED   403
+        ├── ReadOnlyRole
+        └── TenantOverrideDenied
 
 The gRPC servicer turns a raised ``MediagenError`` into a rich ``google.rpc.Status`` (always with
 ``ErrorInfo``, AIP-193); the JSON gateway maps any gRPC code to HTTP with :data:`HTTP_STATUS`,
@@ -211,6 +217,38 @@ class Unavailable(_Retryable):
 
     grpc_code = grpc.StatusCode.UNAVAILABLE
     reason = "BACKEND_UNAVAILABLE"
+
+
+class Unauthenticated(MediagenError):
+    """The caller did not prove who it is (over HTTP: 401 with ``WWW-Authenticate: Bearer``)."""
+
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class CredentialsMissing(Unauthenticated):
+    reason = "CREDENTIALS_MISSING"
+
+
+class InvalidApiKey(Unauthenticated):
+    """Malformed, unknown, wrong or revoked; the message never repeats the key's secret."""
+
+    reason = "API_KEY_INVALID"
+
+
+class PermissionDenied(MediagenError):
+    """The caller is known but may not do this."""
+
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class ReadOnlyRole(PermissionDenied):
+    reason = "ROLE_READ_ONLY"
+
+
+class TenantOverrideDenied(PermissionDenied):
+    reason = "TENANT_OVERRIDE_DENIED"
 
 
 def internal_status(message: str = "internal error") -> status_pb2.Status:

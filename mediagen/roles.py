@@ -21,7 +21,13 @@ from mediagen.api.server import start_grpc_server
 from mediagen.config import ConfigError, Settings
 from mediagen.embedded import Embedded
 from mediagen.jobs.migrate import upgrade
-from mediagen.wiring import build_reconciler, build_runner, build_servicer, open_core
+from mediagen.wiring import (
+    build_auth,
+    build_reconciler,
+    build_runner,
+    build_servicer,
+    open_core,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +93,12 @@ async def api(settings: Settings) -> None:
     _require_redis(settings, "api")
     async with open_core(settings, worker=False) as core:
         servicer = build_servicer(core)
-        server = await start_grpc_server(settings.host, settings.grpc_port, servicer=servicer)
+        server = await start_grpc_server(
+            settings.host,
+            settings.grpc_port,
+            servicer=servicer,
+            interceptors=await build_auth(core),
+        )
         _announce(f"gRPC listening on {settings.host}:{server.port}")
         await _until_signalled()
         await server.stop(settings.shutdown_grace_s, servicer)

@@ -9,12 +9,20 @@ branches on the mode.
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import grpc
 from taskiq import AsyncBroker
 
 from mediagen.api.servicer import MediaGenerationServicer
+from mediagen.auth.interceptor import AuthInterceptor
+from mediagen.auth.mtls import CertificatePolicy
+from mediagen.auth.startup import AuthMode, auth_mode, warning_lines
+from mediagen.auth.store import KeyStore
+from mediagen.auth.verifier import KeyVerifier
 from mediagen.config import Settings
 from mediagen.events.bus import EventBus, InProcessBus
 from mediagen.events.redis import RedisBus
@@ -30,6 +38,8 @@ from mediagen.storage.base import Storage
 from mediagen.worker import broker as queue
 from mediagen.worker.reconciler import Reconciler
 from mediagen.worker.runner import JobRunner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,6 +128,29 @@ def build_servicer(core: Core) -> MediaGenerationServicer:
     return MediaGenerationServicer(
         core.settings, core.store, core.bus, core.storage, core.enqueue, quotas=core.quotas
     )
+
+
+async def build_auth(core: Core) -> list[grpc.aio.ServerInterceptor]:
+    """The API server's authentication, by the start-up rule of :mod:`mediagen.auth.startup`:
+    the interceptor, or nothing (open or off, said loudly on stderr and in the log). Raises
+    ConfigError when the server must not start."""
+    settings = core.settings
+    keys = KeyStore(core.db)
+    active = await keys.count_active() if settings.auth else 0
+    mode = auth_mode(enabled=settings.auth, host=settings.host, active_keys=active)
+    if mode is not AuthMode.ENFORCED:
+        print("\n".join(warning_lines(mode, settings.host)), file=sys.stderr, flush=True)
+        log.warning("authentication %s: every call acts as the anonymous admin", mode.value)
+        return []
+    log.info("authentication on: %d active API key(s)", active)
+    verifier = KeyVerifier(keys, cache_s=settings.auth_cache_s)
+    return [
+        AuthInterceptor(
+            verifier,
+            certificates=CertificatePolicy.of(settings.auth_mtls_admins),
+            protect_reflection=settings.auth_reflection,
+        )
+    ]
 
 
 def build_runner(core: Core) -> tuple[JobRunner, ReplicateProvider]:

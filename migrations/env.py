@@ -10,6 +10,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import mediagen.auth.models  # noqa: F401  (puts api_keys on Base.metadata)
 from mediagen.config import Settings
 from mediagen.jobs.models import Base
 

@@ -57,9 +57,12 @@ async def start_grpc_server(
     port: int,
     *,
     servicer: MediaGenerationServicer | None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> GrpcServer:
-    """Bind and start. Without a servicer it serves health only (a worker's probe endpoint)."""
-    server = grpc.aio.server(options=list(SERVER_OPTIONS))
+    """Bind and start. Without a servicer it serves health only (a worker's probe endpoint).
+
+    ``interceptors`` run in order around every call (authentication first: see wiring)."""
+    server = grpc.aio.server(options=list(SERVER_OPTIONS), interceptors=list(interceptors))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [health.SERVICE_NAME, reflection.SERVICE_NAME]

@@ -19,6 +19,8 @@ class Role(enum.StrEnum):
     TENANT = "tenant"
     #: Sees and acts on every tenant's jobs (operators).
     ADMIN = "admin"
+    #: Reads its own tenant's jobs and media; may not create or cancel (dashboards, auditors).
+    VIEWER = "viewer"
 
 
 #: The tenant of jobs made while authentication is off (embedded, loopback, no keys).
@@ -37,6 +39,10 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
+
+    @property
+    def read_only(self) -> bool:
+        return self.role is Role.VIEWER
 
     @property
     def tenant_scope(self) -> str | None:

@@ -4,8 +4,9 @@ The body is ``{"code": <gRPC code number>, "message": "...", "details": [...]}``
 is ``[]`` when empty, and each detail is an ``Any`` written with its ``@type``. The HTTP status
 comes from :data:`mediagen.errors.HTTP_STATUS`. On RESOURCE_EXHAUSTED and UNAVAILABLE a
 ``google.rpc.RetryInfo`` detail also becomes a ``Retry-After`` header (whole seconds, rounded
-up). Rich details come from the ``grpc-status-details-bin`` trailer; when its code disagrees
-with the call's, it is ignored, as ``grpc_status.rpc_status`` does.
+up); UNAUTHENTICATED adds ``WWW-Authenticate: Bearer``. Rich details come from the
+``grpc-status-details-bin`` trailer; when its code disagrees with the call's, it is ignored, as
+``grpc_status.rpc_status`` does.
 """
 
 from __future__ import annotations
@@ -120,9 +121,15 @@ def retry_after_s(status: status_pb2.Status) -> int | None:
 
 
 def error_headers(status: status_pb2.Status) -> dict[str, str]:
-    """Headers an error adds: ``Retry-After`` when the status carries a RetryInfo."""
+    """Headers an error adds: ``Retry-After`` when the status carries a RetryInfo, and
+    ``WWW-Authenticate: Bearer`` on UNAUTHENTICATED (RFC 9110 requires it with a 401)."""
+    headers: dict[str, str] = {}
     delay = retry_after_s(status)
-    return {} if delay is None else {"retry-after": str(delay)}
+    if delay is not None:
+        headers["retry-after"] = str(delay)
+    if status.code == code_pb2.UNAUTHENTICATED:
+        headers["www-authenticate"] = 'Bearer realm="mediagen"'
+    return headers
 
 
 def http_status_of(status: status_pb2.Status) -> int:

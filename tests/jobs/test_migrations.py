@@ -15,6 +15,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import mediagen.auth.models  # noqa: F401  (puts api_keys on Base.metadata)
 from mediagen.jobs.migrate import alembic_config
 from mediagen.jobs.models import Base
 from tests.fixtures.database import _admin
@@ -56,7 +57,7 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_database: str) -> None:
     config = alembic_config(empty_database)
     command.upgrade(config, "head")
     tables, diff = asyncio.run(_inspect(empty_database))
-    assert tables == {"jobs", "media", "job_events", "model_stats"}
+    assert tables == {"jobs", "media", "job_events", "model_stats", "api_keys"}
     assert diff == []  # autogenerate would find nothing to add
 
     command.downgrade(config, "base")
@@ -64,4 +65,4 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_database: str) -> None:
 
     command.upgrade(config, "head")
     tables, diff = asyncio.run(_inspect(empty_database))
-    assert tables == {"jobs", "media", "job_events", "model_stats"} and diff == []
+    assert tables == {"jobs", "media", "job_events", "model_stats", "api_keys"} and diff == []
