@@ -20,6 +20,7 @@ from mediagen.embedded import Embedded
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
+from tests.fixtures.api_keys import tenant_keys
 from tests.fixtures.embedded import embedded_settings
 
 Stub = pb_grpc.MediaGenerationServiceStub
@@ -32,8 +33,9 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
     apps: list[Embedded] = []
     channels: list[grpc.aio.Channel] = []
 
-    async def start(**limits: object) -> tuple[Embedded, Stub]:
-        app = Embedded(embedded_settings(tmp_path / f"data{len(apps)}", **limits))
+    async def start(data_dir: Path | None = None, **limits: object) -> tuple[Embedded, Stub]:
+        data_dir = data_dir or tmp_path / f"data{len(apps)}"
+        app = Embedded(embedded_settings(data_dir, **limits))
         await app.start()
         apps.append(app)
         channel = grpc.aio.insecure_channel(app.grpc_target)
@@ -180,3 +182,47 @@ async def test_watch_stream_limit(start: Start) -> None:
     call.cancel()
     calls[1].cancel()
     await stub.CancelJob(pb.CancelJobRequest(id=job.id))
+
+
+async def test_one_tenant_at_its_limits_does_not_limit_another(
+    start: Start, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data0"  # where `start` puts the first service
+    data_dir.mkdir()
+    keys = await tenant_keys(f"sqlite+aiosqlite:///{data_dir / 'mediagen.db'}", "acme", "globex")
+    app, stub = await start(
+        rate_limit_per_s=0.01, rate_limit_burst=2, max_watch_streams=1, auth_cache_s=0.0
+    )
+    acme, globex = keys["acme"], keys["globex"]
+
+    slow = [
+        (await stub.GenerateMedia(request(f"acme {i}", latency_s=30), metadata=acme)).job
+        for i in range(2)
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.GenerateMedia(request("acme 3"), metadata=acme)
+    assert quota_details(refused.value)[::2] == ("RATE_LIMITED", "tenant:acme")
+    theirs = (await stub.GenerateMedia(request("globex 1", latency_s=30), metadata=globex)).job
+
+    # acme's one stream is open; globex may still watch.
+    acme_stream = stub.WatchJob(pb.WatchJobRequest(id=slow[0].id), metadata=acme)
+    await acme_stream.read()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await anext(aiter(stub.WatchJob(pb.WatchJobRequest(id=slow[1].id), metadata=acme)))
+    assert quota_details(refused.value)[::2] == ("TOO_MANY_WATCH_STREAMS", "tenant:acme")
+    globex_stream = stub.WatchJob(pb.WatchJobRequest(id=theirs.id), metadata=globex)
+    first = await globex_stream.read()
+    assert isinstance(first, pb.WatchJobResponse) and first.event.job.id == theirs.id
+
+    # The same over HTTP, with the same keys.
+    async with httpx.AsyncClient(timeout=30) as http:
+        url = http_url(app, "/api/v1/jobs/generate")
+        body = {"prompt": "over http"}
+        refused_http = await http.post(url, json=body, headers=dict(acme))
+        accepted_http = await http.post(url, json=body, headers=dict(globex))
+    assert refused_http.status_code == 429 and int(refused_http.headers["retry-after"]) > 0
+    assert accepted_http.status_code == 200, accepted_http.text
+    for call in (acme_stream, globex_stream):
+        call.cancel()
+    for job, metadata in ((slow[0], acme), (slow[1], acme), (theirs, globex)):
+        await stub.CancelJob(pb.CancelJobRequest(id=job.id), metadata=metadata)
