@@ -11,6 +11,7 @@ cannot be checked, and a submission spends money, so it is refused rather than w
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -19,6 +20,8 @@ from redis.exceptions import RedisError
 
 from mediagen.errors import Unavailable
 from mediagen.limits.bucket import Bucket, Decision, Level
+
+log = logging.getLogger(__name__)
 
 #: :func:`mediagen.limits.bucket.take` in Lua. ARGV: rate, burst, cost, ttl_ms[, now_s].
 #: Numbers go back as strings: Redis would truncate Lua floats to integers.
@@ -95,6 +98,7 @@ class RedisRateLimiter:
         try:
             allowed, tokens, retry_s, now_s = await self._script(keys=[self.key(key)], args=args)
         except (RedisError, OSError) as exc:
+            log.warning("rate limit of %r not checked, submission refused: %s", key, exc)
             raise Unavailable(
                 "the rate limit cannot be checked (Redis unreachable); try again shortly",
                 retry_after_s=UNAVAILABLE_RETRY_S,

@@ -15,6 +15,7 @@ from grpc_status import rpc_status
 
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
+from tests.fixtures.api_keys import drop_keys, tenant_keys
 from tests.fixtures.database import _truncate
 from tests.fixtures.processes import Cluster, free_port, wait_for_grpc_health
 from tests.fixtures.redis_server import MACHINE_REDIS_URL, PrivateRedis
@@ -47,11 +48,22 @@ def start_apis(cluster: Cluster, count: int) -> list[str]:
     return targets
 
 
+Keys = dict[str, list[tuple[str, str]]]
+
+
 @pytest.fixture
-def two_apis(cluster: Cluster, postgres_url: str, tmp_path: Path) -> Iterator[list[str]]:
+def two_apis(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> Iterator[tuple[list[str], Keys]]:
+    """Two API processes enforcing API keys; keys of tenants acme and globex."""
     asyncio.run(_truncate(postgres_url))
-    cluster.env |= api_env(tmp_path, postgres_url, MACHINE_REDIS_URL)
-    yield start_apis(cluster, 2)
+    keys = asyncio.run(tenant_keys(postgres_url, "acme", "globex"))
+    try:
+        cluster.env |= api_env(tmp_path, postgres_url, MACHINE_REDIS_URL)
+        yield start_apis(cluster, 2), keys
+    finally:
+        cluster.stop_all()
+        asyncio.run(drop_keys(postgres_url))
 
 
 def reason_of(error: grpc.aio.AioRpcError) -> str:
@@ -62,15 +74,19 @@ def reason_of(error: grpc.aio.AioRpcError) -> str:
     return info.reason
 
 
-async def test_one_rate_limit_across_two_api_processes(two_apis: list[str]) -> None:
-    channels = [grpc.aio.insecure_channel(target) for target in two_apis]
+async def test_one_rate_limit_across_two_api_processes(
+    two_apis: tuple[list[str], Keys],
+) -> None:
+    targets, keys = two_apis
+    acme, globex = keys["acme"], keys["globex"]
+    channels = [grpc.aio.insecure_channel(target) for target in targets]
     stubs = [pb_grpc.MediaGenerationServiceStub(channel) for channel in channels]
     try:
 
         async def submit(i: int) -> str:
             try:
                 reply = await stubs[i % 2].GenerateMedia(
-                    pb.GenerateMediaRequest(prompt=f"burst {i}"), timeout=30
+                    pb.GenerateMediaRequest(prompt=f"burst {i}"), timeout=30, metadata=acme
                 )
             except grpc.aio.AioRpcError as error:
                 assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, error
@@ -84,10 +100,23 @@ async def test_one_rate_limit_across_two_api_processes(two_apis: list[str]) -> N
         # Spent for both: the next call is refused whichever process it reaches.
         for stub in stubs:
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await stub.GenerateMedia(pb.GenerateMediaRequest(prompt="late"), timeout=30)
+                await stub.GenerateMedia(
+                    pb.GenerateMediaRequest(prompt="late"), timeout=30, metadata=acme
+                )
             assert reason_of(refused.value) == "RATE_LIMITED"
-        listed = await stubs[0].ListJobs(pb.ListJobsRequest(), timeout=30)
+        listed = await stubs[0].ListJobs(pb.ListJobsRequest(), timeout=30, metadata=acme)
         assert sorted(job.id for job in listed.jobs) == sorted(accepted)
+
+        # Another tenant has its own bucket, on both processes.
+        for i in range(BURST):
+            await stubs[i % 2].GenerateMedia(
+                pb.GenerateMediaRequest(prompt=f"globex {i}"), timeout=30, metadata=globex
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stubs[0].GenerateMedia(
+                pb.GenerateMediaRequest(prompt="globex late"), timeout=30, metadata=globex
+            )
+        assert reason_of(refused.value) == "RATE_LIMITED"
     finally:
         for channel in channels:
             await channel.close()
@@ -97,14 +126,31 @@ async def test_redis_down_means_unavailable_not_unlimited(
     cluster: Cluster, postgres_url: str, tmp_path: Path, private_redis: PrivateRedis
 ) -> None:
     await _truncate(postgres_url)
+    acme = (await tenant_keys(postgres_url, "acme"))["acme"]
+    try:
+        await redis_outage(cluster, tmp_path, postgres_url, private_redis, acme)
+    finally:
+        cluster.stop_all()
+        await drop_keys(postgres_url)
+
+
+async def redis_outage(
+    cluster: Cluster,
+    tmp_path: Path,
+    postgres_url: str,
+    private_redis: PrivateRedis,
+    acme: list[tuple[str, str]],
+) -> None:
     cluster.env |= api_env(tmp_path, postgres_url, private_redis.url)
     [target] = start_apis(cluster, 1)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.MediaGenerationServiceStub(channel)
-        await stub.GenerateMedia(pb.GenerateMediaRequest(prompt="before"), timeout=30)
+        request = pb.GenerateMediaRequest(prompt="before")
+        await stub.GenerateMedia(request, timeout=30, metadata=acme)
         private_redis.stop()
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stub.GenerateMedia(pb.GenerateMediaRequest(prompt="during"), timeout=30)
+            request = pb.GenerateMediaRequest(prompt="during")
+            await stub.GenerateMedia(request, timeout=30, metadata=acme)
         assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
         assert "rate limit cannot be checked" in (refused.value.details() or "")
         status = rpc_status.from_call(refused.value)
@@ -112,9 +158,10 @@ async def test_redis_down_means_unavailable_not_unlimited(
         retry = error_details_pb2.RetryInfo()
         assert any(detail.Unpack(retry) for detail in status.details)
         assert retry.retry_delay.ToMilliseconds() > 0
-        listed = await stub.ListJobs(pb.ListJobsRequest(), timeout=30)
+        listed = await stub.ListJobs(pb.ListJobsRequest(), timeout=30, metadata=acme)
         assert [job.prompt for job in listed.jobs] == ["before"]
 
         private_redis.start()  # back (empty): submissions are admitted again
-        reply = await stub.GenerateMedia(pb.GenerateMediaRequest(prompt="after"), timeout=30)
+        request = pb.GenerateMediaRequest(prompt="after")
+        reply = await stub.GenerateMedia(request, timeout=30, metadata=acme)
         assert reply.job.prompt == "after"
