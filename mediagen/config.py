@@ -193,6 +193,13 @@ class Settings:
                 "MEDIAGEN_RATE_LIMIT_PER_S must not be negative and MEDIAGEN_RATE_LIMIT_BURST "
                 f"must be at least 1, got {rate_limit_per_s:g} and {rate_limit_burst}"
             )
+        max_active_jobs = _int(env, "MEDIAGEN_MAX_ACTIVE_JOBS", d.max_active_jobs)
+        max_watch_streams = _int(env, "MEDIAGEN_MAX_WATCH_STREAMS", d.max_watch_streams)
+        if max_active_jobs < 0 or max_watch_streams < 0:
+            raise ConfigError(
+                "MEDIAGEN_MAX_ACTIVE_JOBS and MEDIAGEN_MAX_WATCH_STREAMS must not be negative "
+                "(0 turns a limit off)"
+            )
         return cls(
             data_dir=Path(env.get("MEDIAGEN_DATA_DIR", str(d.data_dir))),
             host=env.get("MEDIAGEN_HOST", d.host),
@@ -230,8 +237,8 @@ class Settings:
             rate_limit_per_s=rate_limit_per_s,
             rate_limit_burst=rate_limit_burst,
             rate_limit_prefix=env.get("MEDIAGEN_RATE_LIMIT_PREFIX", d.rate_limit_prefix),
-            max_active_jobs=_int(env, "MEDIAGEN_MAX_ACTIVE_JOBS", d.max_active_jobs),
-            max_watch_streams=_int(env, "MEDIAGEN_MAX_WATCH_STREAMS", d.max_watch_streams),
+            max_active_jobs=max_active_jobs,
+            max_watch_streams=max_watch_streams,
             secret_key=env.get("SECRET_KEY", d.secret_key) or d.secret_key,
             auth=_bool(env, "MEDIAGEN_AUTH", d.auth),
             auth_cache_s=_float(env, "MEDIAGEN_AUTH_CACHE_S", d.auth_cache_s),

@@ -8,6 +8,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from mediagen.config import ConfigError, Settings
 from mediagen.limits.bucket import Bucket
 from mediagen.limits.errors import RateLimited, TooManyActiveJobs, TooManyWatchStreams
 from mediagen.limits.quota import ActiveJobs, Quotas, active_retry_s
@@ -106,3 +107,45 @@ def test_quota_errors_carry_retry_info_and_quota_failure() -> None:
     assert retry.retry_delay.ToMilliseconds() == 2500
     assert quota.violations[0].subject == "tenant:acme"
     assert "active" in quota.violations[0].description
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MEDIAGEN_RATE_LIMIT_PER_S": "-1"},
+        {"MEDIAGEN_RATE_LIMIT_PER_S": "2", "MEDIAGEN_RATE_LIMIT_BURST": "0"},
+        {"MEDIAGEN_MAX_ACTIVE_JOBS": "-1"},
+        {"MEDIAGEN_MAX_WATCH_STREAMS": "-3"},
+    ],
+)
+def test_limits_that_cannot_work_are_refused_at_start(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="MEDIAGEN_"):
+        Settings.from_env(env)
+
+
+def test_limit_settings_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "MEDIAGEN_RATE_LIMIT_PER_S": "0.5",
+            "MEDIAGEN_RATE_LIMIT_BURST": "4",
+            "MEDIAGEN_MAX_ACTIVE_JOBS": "7",
+            "MEDIAGEN_MAX_WATCH_STREAMS": "3",
+        }
+    )
+    assert (settings.rate_limit_per_s, settings.rate_limit_burst) == (0.5, 4)
+    assert (settings.max_active_jobs, settings.max_watch_streams) == (7, 3)
+    assert Settings.from_env({}).rate_limit_per_s == 0  # off unless configured
+
+
+async def test_wiring_picks_the_rate_limiter_by_mode() -> None:
+    from mediagen.limits.redis_rate import RedisRateLimiter
+    from mediagen.wiring import build_rate_limiter
+
+    assert build_rate_limiter(Settings()) is None
+    local = build_rate_limiter(Settings(rate_limit_per_s=2.0, rate_limit_burst=3))
+    assert isinstance(local, LocalRateLimiter) and local.bucket == Bucket(2.0, 3)
+    shared = build_rate_limiter(
+        Settings(rate_limit_per_s=2.0, redis_url="redis://127.0.0.1:6379/0", rate_limit_prefix="p:")
+    )
+    assert isinstance(shared, RedisRateLimiter) and shared.key("acme") == "p:acme"
+    await shared.close()  # never connected: building one opens nothing
