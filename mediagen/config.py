@@ -147,6 +147,13 @@ class Settings:
     emulator_port: int = 0  # 0: any free port
     emulator_latency_s: float = 3.0  # how long an emulated prediction runs
 
+    # Per-tenant limits; 0 turns each off. The rate is shared through Redis when it is set.
+    rate_limit_per_s: float = 0.0  # sustained GenerateMedia calls per second per tenant
+    rate_limit_burst: int = 10  # calls a tenant may make at once (the bucket's size)
+    rate_limit_prefix: str = "mediagen:ratelimit:"  # Redis keys of the buckets
+    max_active_jobs: int = 0  # PENDING + RUNNING jobs per tenant
+    max_watch_streams: int = 0  # open WatchJob streams per tenant, per API process
+
     secret_key: str = "mediagen-dev-secret"  # signs page tokens and local media URLs
     media_url_ttl_s: int = 3600  # lifetime of a signed local media URL
     # Authentication (mediagen.auth): on by default; see mediagen/auth/startup.py for the rule.
@@ -214,6 +221,20 @@ class Settings:
             part_size_bytes=_int(env, "S3_PART_SIZE_BYTES", s3d.part_size_bytes),
         )
         debug = _bool(env, "DEBUG", False)
+        rate_limit_per_s = _float(env, "MEDIAGEN_RATE_LIMIT_PER_S", d.rate_limit_per_s)
+        rate_limit_burst = _int(env, "MEDIAGEN_RATE_LIMIT_BURST", d.rate_limit_burst)
+        if rate_limit_per_s < 0 or rate_limit_burst < 1:
+            raise ConfigError(
+                "MEDIAGEN_RATE_LIMIT_PER_S must not be negative and MEDIAGEN_RATE_LIMIT_BURST "
+                f"must be at least 1, got {rate_limit_per_s:g} and {rate_limit_burst}"
+            )
+        max_active_jobs = _int(env, "MEDIAGEN_MAX_ACTIVE_JOBS", d.max_active_jobs)
+        max_watch_streams = _int(env, "MEDIAGEN_MAX_WATCH_STREAMS", d.max_watch_streams)
+        if max_active_jobs < 0 or max_watch_streams < 0:
+            raise ConfigError(
+                "MEDIAGEN_MAX_ACTIVE_JOBS and MEDIAGEN_MAX_WATCH_STREAMS must not be negative "
+                "(0 turns a limit off)"
+            )
         return cls(
             data_dir=Path(env.get("MEDIAGEN_DATA_DIR", str(d.data_dir))),
             host=env.get("MEDIAGEN_HOST", d.host),
@@ -249,6 +270,11 @@ class Settings:
             worker_health_port=_int(env, "MEDIAGEN_WORKER_HEALTH_PORT", d.worker_health_port),
             emulator_port=_int(env, "MEDIAGEN_EMULATOR_PORT", d.emulator_port),
             emulator_latency_s=_float(env, "MEDIAGEN_EMULATOR_LATENCY_S", d.emulator_latency_s),
+            rate_limit_per_s=rate_limit_per_s,
+            rate_limit_burst=rate_limit_burst,
+            rate_limit_prefix=env.get("MEDIAGEN_RATE_LIMIT_PREFIX", d.rate_limit_prefix),
+            max_active_jobs=max_active_jobs,
+            max_watch_streams=max_watch_streams,
             secret_key=env.get("SECRET_KEY", d.secret_key) or d.secret_key,
             media_url_ttl_s=media_url_ttl_s,
             auth=_bool(env, "MEDIAGEN_AUTH", d.auth),

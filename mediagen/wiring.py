@@ -1,8 +1,9 @@
 """The one place that builds the application from configuration.
 
 Which store (SQLite or PostgreSQL, by DATABASE_URL), which queue and event bus (in-process, or
-Redis when REDIS_URL is set), which storage (STORAGE_TYPE) and which provider (Replicate, or the
-emulator's URL). Nothing else branches on the mode.
+Redis when REDIS_URL is set), which storage (STORAGE_TYPE), which provider (Replicate, or the
+emulator's URL) and where the per-tenant rate limit lives (this process, or Redis). Nothing else
+branches on the mode.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from mediagen.events.bus import EventBus, InProcessBus
 from mediagen.events.redis import RedisBus
 from mediagen.jobs.database import Database
 from mediagen.jobs.store import JobStore
+from mediagen.limits.bucket import Bucket
+from mediagen.limits.quota import Quotas
+from mediagen.limits.rate import LocalRateLimiter, RateLimiter
+from mediagen.limits.redis_rate import RedisRateLimiter
 from mediagen.providers.replicate import ReplicateProvider
 from mediagen.storage import build_storage
 from mediagen.storage.base import Storage
@@ -47,6 +52,7 @@ class Core:
     bus: EventBus
     storage: Storage
     broker: AsyncBroker
+    quotas: Quotas
 
     async def enqueue(self, job_id: str) -> None:
         await queue.enqueue(self.broker, job_id)
@@ -56,6 +62,25 @@ def build_bus(settings: Settings) -> EventBus:
     if settings.redis_url:
         return RedisBus(settings.redis_url, channel_prefix=settings.events_channel_prefix)
     return InProcessBus()
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter | None:
+    """None when the rate limit is off; shared through Redis when REDIS_URL is set, so the
+    limit holds across API processes."""
+    if settings.rate_limit_per_s <= 0:
+        return None
+    bucket = Bucket(settings.rate_limit_per_s, settings.rate_limit_burst)
+    if settings.redis_url:
+        return RedisRateLimiter(settings.redis_url, bucket, prefix=settings.rate_limit_prefix)
+    return LocalRateLimiter(bucket)
+
+
+def build_quotas(settings: Settings) -> Quotas:
+    return Quotas(
+        rate=build_rate_limiter(settings),
+        max_active_jobs=settings.max_active_jobs,
+        max_watch_streams=settings.max_watch_streams,
+    )
 
 
 def build_provider(settings: Settings) -> ReplicateProvider:
@@ -86,6 +111,8 @@ async def open_core(settings: Settings, *, worker: bool) -> AsyncIterator[Core]:
         # Creates the Redis consumer group before the first message, so none is skipped.
         await broker.startup()
         stack.push_async_callback(broker.shutdown)
+        quotas = build_quotas(settings)
+        stack.push_async_callback(quotas.close)
         yield Core(
             settings=settings,
             db=db,
@@ -93,11 +120,14 @@ async def open_core(settings: Settings, *, worker: bool) -> AsyncIterator[Core]:
             bus=bus,
             storage=storage,
             broker=broker,
+            quotas=quotas,
         )
 
 
 def build_servicer(core: Core) -> MediaGenerationServicer:
-    return MediaGenerationServicer(core.settings, core.store, core.bus, core.storage, core.enqueue)
+    return MediaGenerationServicer(
+        core.settings, core.store, core.bus, core.storage, core.enqueue, quotas=core.quotas
+    )
 
 
 async def build_auth(core: Core) -> list[grpc.aio.ServerInterceptor]:

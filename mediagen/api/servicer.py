@@ -37,6 +37,7 @@ from mediagen.jobs.pagination import decode_token, encode_token
 from mediagen.jobs.states import JobState
 from mediagen.jobs.store import JobStore
 from mediagen.jobs.validation import validate_generate
+from mediagen.limits.quota import Quotas
 from mediagen.storage.base import Storage
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
@@ -135,12 +136,16 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         bus: EventBus,
         storage: Storage,
         enqueue: Callable[[str], Awaitable[None]],
+        *,
+        quotas: Quotas | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
         self.storage = storage
         self.enqueue = enqueue
+        #: Per-tenant limits (none unless configured).
+        self.quotas = quotas or Quotas()
         #: Set when the server is stopping: open WatchJob streams end with UNAVAILABLE.
         self.closing = asyncio.Event()
         self._watchers = 0
@@ -163,7 +168,14 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
             default_model=self.settings.default_model,
             allowed_models=self.settings.models,
         )
-        job, event = await self.store.create(spec, tenant=current_principal().tenant)
+        tenant = current_principal().tenant
+        if spec.request_id is not None:
+            # An idempotent retry costs no quota: answer it before the limits are consulted.
+            existing = await self.store.find_by_request_id(tenant, spec.request_id)
+            if existing is not None:
+                return pb.GenerateMediaResponse(job=await resolve_job(existing, self.storage))
+        await self.quotas.admit_submission(tenant, self.store.active_jobs)
+        job, event = await self.store.create(spec, tenant=tenant)
         if event is not None:
             await self.bus.publish(event)
             try:
@@ -241,15 +253,16 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         scope = _scope()
         # Before subscribing or replaying anything: another tenant's job is simply not found.
         await self.store.get(job_id, tenant=scope)
-        self._watchers += 1
-        self._no_watchers.clear()
-        try:
-            async for response in self._watch(job_id, last, scope):
-                yield response
-        finally:
-            self._watchers -= 1
-            if not self._watchers:
-                self._no_watchers.set()
+        with self.quotas.watching(current_principal().tenant):
+            self._watchers += 1
+            self._no_watchers.clear()
+            try:
+                async for response in self._watch(job_id, last, scope):
+                    yield response
+            finally:
+                self._watchers -= 1
+                if not self._watchers:
+                    self._no_watchers.set()
 
     async def _watch(
         self, job_id: str, last: int, scope: str | None

@@ -116,6 +116,8 @@ class JobRow(Base):
         UniqueConstraint("tenant", "request_id", name="uq_jobs_tenant_request_id"),
         # One tenant's listing, newest first (scanned backwards).
         Index("ix_jobs_tenant_create_time_id", "tenant", "create_time", "id"),
+        # A tenant's active jobs, counted on every submission when MEDIAGEN_MAX_ACTIVE_JOBS is set.
+        Index("ix_jobs_tenant_status", "tenant", "status"),
         Index("ix_jobs_create_time_id", "create_time", "id"),
         Index("ix_jobs_status_create_time", "status", "create_time"),
         Index("ix_jobs_status_next_attempt_at", "status", "next_attempt_at"),

@@ -33,6 +33,7 @@ from mediagen.jobs.models import JobEventRow, JobRow, MediaRow, ModelStatsRow
 from mediagen.jobs.pagination import Cursor
 from mediagen.jobs.states import JobState, Transition, next_state, sources
 from mediagen.jobs.validation import JobSpec
+from mediagen.limits.quota import ActiveJobs
 from mediagen.v1 import job_pb2, media_pb2
 
 EVENT_TYPES = {
@@ -170,6 +171,24 @@ class JobStore:
                 raise
             return existing, None
         return event.job, event
+
+    async def find_by_request_id(self, tenant: str, request_id: str) -> job_pb2.Job | None:
+        """The job ``tenant``'s request_id made, if any (idempotent retries are answered with
+        it)."""
+        return await self._find_by_request_id(tenant, request_id)
+
+    async def active_jobs(self, tenant: str) -> ActiveJobs:
+        """How many of ``tenant``'s jobs are PENDING or RUNNING, and the earliest estimated end
+        among them (one aggregate query)."""
+        active = (JobState.PENDING.value, JobState.RUNNING.value)
+        async with self.db.reading() as session:
+            result = await session.execute(
+                select(func.count(), func.min(JobRow.estimated_completion_time)).where(
+                    JobRow.tenant == tenant, JobRow.status.in_(active)
+                )
+            )
+            count, next_done_at = result.one()
+        return ActiveJobs(int(count or 0), next_done_at)
 
     async def _find_by_request_id(self, tenant: str, request_id: str) -> job_pb2.Job | None:
         async with self.db.reading() as session:

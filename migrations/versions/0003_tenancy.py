@@ -4,7 +4,7 @@ Existing rows go to the default tenant (the one callers get while authentication
 column is added nullable, filled, then made NOT NULL without a server default, so an insert that
 forgets the tenant fails instead of landing silently in the default tenant.
 
-Revision ID: 0002_tenancy
+Revision ID: 0003_tenancy
 Revises: 0002_api_keys
 Create Date: 2026-12-01 09:30:00
 """
@@ -14,8 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_tenancy"
-# Written against 0001; chained after the API keys migration when the branches met.
+revision: str = "0003_tenancy"
 down_revision: str | None = "0002_api_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,0 +1,1 @@
+"""Per-tenant limits: submission rate (token bucket), active jobs, open WatchJob streams."""
