@@ -76,6 +76,8 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 def parse_ip(host: str) -> IPAddress | None:
     """``host`` as an IP address if it is a canonical literal (``1.2.3.4``, ``::1``,
     ``[::1]``), else None. Zone ids (``fe80::1%eth0``) are not accepted."""
+    if "%" in host:
+        return None
     try:
         return ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
     except ValueError:
