@@ -21,7 +21,7 @@ from mediagen.fetching.policy import (
 )
 from mediagen.media.inspect import OutputTooLarge
 from mediagen.providers.base import ProviderError
-from tests.fixtures.outputs import PNG_BYTES, OutputServerFactory
+from tests.fixtures.outputs import PNG_BYTES, Net, OutputServerFactory
 
 TOKEN = "r8_Xb3kQ9zL2mN8pR4tV6wY1aC5eG7iK0oS2uW4yZ"
 TIMEOUT = httpx.Timeout(5.0)
@@ -49,7 +49,7 @@ async def refusal(f: OutputFetcher, url: str) -> ProviderError:
 
 
 async def test_an_exact_entry_fetches_and_gets_no_token_unless_listed(
-    output_server: OutputServerFactory, loopback_only: list[str]
+    output_server: OutputServerFactory, loopback_only: Net
 ) -> None:
     server = await output_server()
     plain = FetchPolicy.build(output_hosts=(server.host_port,))
@@ -62,11 +62,11 @@ async def test_an_exact_entry_fetches_and_gets_no_token_unless_listed(
     assert "authorization" not in first.headers
     assert second.headers["authorization"] == f"Bearer {TOKEN}"
     assert second.headers["accept-encoding"] == "identity"
-    assert loopback_only == []
+    assert loopback_only.refused == []
 
 
 async def test_a_name_resolving_to_loopback_is_refused_before_connecting(
-    output_server: OutputServerFactory, loopback_only: list[str]
+    output_server: OutputServerFactory, loopback_only: Net
 ) -> None:
     server = await output_server()
     # An allowed delivery host whose DNS answer is loopback (or rebinds to it).
@@ -82,11 +82,11 @@ async def test_a_name_resolving_to_loopback_is_refused_before_connecting(
         f = fetcher(FetchPolicy.build(), transport=_guarded(resolver))
         error = await refusal(f, f"https://{host}.replicate.delivery/x.png")
         assert error.reason == ADDRESS_FORBIDDEN and why in str(error)
-    assert server.requests == [] and loopback_only == []
+    assert server.requests == [] and loopback_only.refused == []
 
 
 async def test_it_connects_to_the_address_it_checked_with_the_hosts_name(
-    output_server: OutputServerFactory, loopback_only: list[str]
+    output_server: OutputServerFactory, loopback_only: Net
 ) -> None:
     server = await output_server()
     looked_up: list[str] = []
@@ -105,7 +105,7 @@ async def test_it_connects_to_the_address_it_checked_with_the_hosts_name(
 
 
 async def test_every_redirect_hop_is_checked(
-    output_server: OutputServerFactory, loopback_only: list[str]
+    output_server: OutputServerFactory, loopback_only: Net
 ) -> None:
     allowed, target = await output_server(), await output_server()
     policy = FetchPolicy.build(output_hosts=(allowed.host_port,), token_hosts=(allowed.host_port,))
@@ -118,7 +118,7 @@ async def test_every_redirect_hop_is_checked(
     ):
         error = await refusal(fetcher(policy), f"{allowed.origin}/redirect?to={to}")
         assert error.reason == HOST_NOT_ALLOWED and "redirect host" in str(error)
-    assert target.requests == [] and loopback_only == []
+    assert target.requests == [] and loopback_only.refused == []
 
     # Allowed hops are followed (a relative Location too), with the token kept on the origin.
     both = FetchPolicy.build(
