@@ -313,12 +313,14 @@ class JobRunner:
         stored: list[str] = []
         try:
             media = await self._unless_cancelled(attempt, self._copy_outputs(job, urls, stored))
-        except BaseException as exc:
-            # Nothing of a job that did not succeed stays in storage (a retry copies again).
+        except _CancelRequested:
             await self._shielded(self._discard(job, stored))
-            if isinstance(exc, _CancelRequested):
-                await self._finish_cancel(job, prediction)
-                return
+            await self._finish_cancel(job, prediction)
+            return
+        except _Permanent:
+            # A job that fails keeps no media. (A retry overwrites the same keys instead; after a
+            # lost lease they may already be another worker's.)
+            await self._shielded(self._discard(job, stored))
             raise
         event = await self._shielded(self.store.succeed(job.id, self.owner, media))
         await self.bus.publish(event)

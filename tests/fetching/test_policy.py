@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mediagen.config import ConfigError, Settings
 from mediagen.fetching.policy import (
     ADDRESS_FORBIDDEN,
     HOST_NOT_ALLOWED,
@@ -124,3 +125,15 @@ def test_the_token_goes_to_token_hosts_and_the_api_only_and_never_across_origins
 
 def test_reasons_are_distinct() -> None:
     assert HOST_NOT_ALLOWED != ADDRESS_FORBIDDEN
+
+
+def test_settings_read_and_check_the_host_lists() -> None:
+    default = Settings.from_env({})
+    assert default.output_hosts == ("replicate.delivery", "*.replicate.delivery")
+    assert Settings.from_env({"MEDIAGEN_OUTPUT_HOSTS": " "}).output_hosts == default.output_hosts
+    env = {"MEDIAGEN_OUTPUT_HOSTS": "cdn.example.com, 127.0.0.1:8090", "MEDIAGEN_MAX_OUTPUTS": "3"}
+    settings = Settings.from_env(env)
+    assert settings.output_hosts == ("cdn.example.com", "127.0.0.1:8090")
+    assert settings.max_outputs == 3
+    with pytest.raises(ConfigError, match="MEDIAGEN_OUTPUT_TOKEN_HOSTS"):
+        Settings.from_env({"MEDIAGEN_OUTPUT_TOKEN_HOSTS": "*.x.com:443"})
