@@ -355,7 +355,10 @@ class JobRunner:
                 task.cancel()
                 # Let it unwind (abort the upload, remove the temporary file) before going on.
                 await asyncio.wait({task})
-        if task.cancelled():
+        if task.cancelled() or attempt.cancel.is_set():
+            if not task.cancelled():
+                task.exception()  # retrieved: a copy that failed as the cancel came is moot
+            # A cancel wins even over a copy that finished at the same moment.
             raise _CancelRequested()
         return task.result()
 
