@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mediagen.fetching.policy import DELIVERY_HOSTS, parse_rules
+
 #: The model used when a request names none, unless REPLICATE_MODEL says otherwise.
 DEFAULT_MODEL = "stability-ai/sdxl"
 
@@ -55,6 +57,18 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _hosts(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A host allowlist (``host``, ``*.domain``, ``host:port``); unset or empty: ``default``."""
+    if not env.get(name, "").strip():
+        return default
+    hosts = _list(env, name)
+    try:
+        parse_rules(hosts)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+    return hosts
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,13 @@ class Settings:
     storage_type: str = "local"  # "local" or "s3"
     s3: S3Settings = field(default_factory=S3Settings)
     max_output_bytes: int = 2 * 1024**3
+    max_outputs: int = 20  # a prediction returning more fails the job
+    # Hosts outputs may be fetched from, and the ones that get the Replicate token (besides
+    # the API itself); see mediagen/fetching/policy.py for the entry forms.
+    output_hosts: tuple[str, ...] = DELIVERY_HOSTS
+    output_token_hosts: tuple[str, ...] = DELIVERY_HOSTS
+    download_timeout_s: float = 600.0  # one output, first byte to last
+    download_min_rate_bps: float = 16 * 1024  # average, after the first 10 s; 0: no minimum
 
     worker_concurrency: int = 200  # jobs in flight per worker process
     lease_s: float = 30.0  # a claim is good for this long unless renewed
@@ -256,6 +277,13 @@ class Settings:
             storage_type=storage_type,
             s3=s3,
             max_output_bytes=_int(env, "MEDIAGEN_MAX_OUTPUT_BYTES", d.max_output_bytes),
+            max_outputs=_int(env, "MEDIAGEN_MAX_OUTPUTS", d.max_outputs),
+            output_hosts=_hosts(env, "MEDIAGEN_OUTPUT_HOSTS", d.output_hosts),
+            output_token_hosts=_hosts(env, "MEDIAGEN_OUTPUT_TOKEN_HOSTS", d.output_token_hosts),
+            download_timeout_s=_float(env, "MEDIAGEN_DOWNLOAD_TIMEOUT_S", d.download_timeout_s),
+            download_min_rate_bps=_float(
+                env, "MEDIAGEN_DOWNLOAD_MIN_RATE_BPS", d.download_min_rate_bps
+            ),
             worker_concurrency=_int(env, "MEDIAGEN_WORKER_CONCURRENCY", d.worker_concurrency),
             lease_s=_float(env, "MEDIAGEN_LEASE_S", d.lease_s),
             reconcile_interval_s=_float(

@@ -111,8 +111,12 @@ class Embedded:
         config = EmulatorConfig.from_settings(settings.replace(replicate_api_token=token))
         self.emulator = await start_emulator(config, host="127.0.0.1", port=settings.emulator_port)
         self._stack.push_async_callback(self.emulator.stop)
+        # The emulator serves outputs from its own loopback address: allowed by this one exact
+        # host:port entry, the only kind that may be private (mediagen/fetching/policy.py).
         return settings.replace(
-            replicate_api_token=token, replicate_base_url=self.emulator.base_url
+            replicate_api_token=token,
+            replicate_base_url=self.emulator.base_url,
+            output_hosts=(*settings.output_hosts, self.emulator.host_port),
         )
 
     def _private_socket_path(self) -> Path:

@@ -21,6 +21,7 @@ from mediagen.api.server import start_grpc_server
 from mediagen.config import ConfigError, Settings
 from mediagen.embedded import Embedded
 from mediagen.jobs.migrate import upgrade
+from mediagen.redaction import RedactingFilter
 from mediagen.tls import ClientTLS
 from mediagen.wiring import (
     build_auth,
@@ -190,3 +191,7 @@ def configure_logging(settings: Settings) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # Third-party loggers (httpx logs every request URL at INFO) never print a token or a
+    # signed query string either.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())

@@ -84,10 +84,7 @@ def build_quotas(settings: Settings) -> Quotas:
 
 
 def build_provider(settings: Settings) -> ReplicateProvider:
-    return ReplicateProvider(
-        api_token=settings.replicate_api_token,
-        base_url=settings.replicate_base_url,
-    )
+    return ReplicateProvider.from_settings(settings)
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,7 @@ JSON form (``POST /_emulator/faults``)::
     {"kind": "delay", "route": "get", "delay_s": 1.5, "after": true}
     {"kind": "drop", "route": "create", "after": true, "match": "cat"}
     {"kind": "outcome", "status": "failed", "error": "CUDA out of memory", "match": "cat"}
+    {"kind": "output", "output": ["https://elsewhere.example/x.png"], "match": "cat"}
 """
 
 from __future__ import annotations
@@ -113,9 +114,20 @@ class Outcome(_Rule):
             raise ValueError("status must be failed, canceled or aborted")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Output(_Rule):
+    """The next matching prediction succeeds with exactly ``output`` as its output (any JSON:
+    URLs anywhere, ``data:`` URIs, hundreds of items), instead of the emulator's own files."""
+
+    kind: ClassVar[str] = "output"
+    output: Any = None
+
+
 RequestFault = ServerError | Throttle | Delay | Drop
-Fault = RequestFault | Outcome
-_KINDS: dict[str, type[Fault]] = {c.kind: c for c in (ServerError, Throttle, Delay, Drop, Outcome)}
+Fault = RequestFault | Outcome | Output
+_KINDS: dict[str, type[Fault]] = {
+    c.kind: c for c in (ServerError, Throttle, Delay, Drop, Outcome, Output)
+}
 
 
 @dataclass
@@ -165,6 +177,13 @@ class FaultPlan:
                 return armed.rule
         return None
 
+    def take_output(self, prompt: str) -> Output | None:
+        for armed in self._armed:
+            if isinstance(armed.rule, Output) and _matches(armed.rule, prompt):
+                self._spend(armed)
+                return armed.rule
+        return None
+
     def _spend(self, armed: _Armed) -> None:
         if armed.remaining is not None:
             armed.remaining -= 1
@@ -200,6 +219,8 @@ _NULLABLE: dict[str, Callable[[Any], Any]] = {
 
 
 def _convert(name: str, default: Any, value: Any) -> Any:
+    if name == "output":  # any JSON value
+        return value
     if name in _NULLABLE:
         return None if value is None else _NULLABLE[name](value)
     if isinstance(default, enum.Enum):

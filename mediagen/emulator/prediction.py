@@ -38,6 +38,7 @@ class EmulatedPrediction:
     timeline: Timeline
     steps: int  # length of the tqdm bar in its logs
     error: str | None = None  # the message a failed prediction reports
+    chosen_output: tuple[Any] | None = None  # (output,) set by an ``Output`` fault
     webhook: str | None = None
     webhook_events_filter: list[str] | None = None
     #: Set when a cancel cuts the timeline short, to wake sync (``Prefer: wait``) requests.
@@ -111,7 +112,9 @@ class EmulatedPrediction:
             error=self.error if status is PredictionStatus.FAILED else None,
         )
 
-    def _output(self, base_url: str) -> str | list[str]:
+    def _output(self, base_url: str) -> Any:
+        if self.chosen_output is not None:
+            return self.chosen_output[0]
         # Replicate serves files over https from replicate.delivery (and the 1.0.7 client wraps
         # only https:/data: URLs in FileOutput); on loopback the emulator serves plain http.
         urls = [f"{base_url}/files/{self.id}/{f.name}" for f in self.outputs.files]

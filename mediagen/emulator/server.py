@@ -74,6 +74,12 @@ class RunningEmulator:
         self._server = server
         self._task = task
 
+    @property
+    def host_port(self) -> str:
+        """``host:port`` of ``base_url``: the exact output-host entry that lets a worker fetch
+        this emulator's files (``MEDIAGEN_OUTPUT_HOSTS``)."""
+        return self.base_url.removeprefix("http://")
+
     async def stop(self) -> None:
         """Stop accepting, give open requests ``shutdown_grace_s``, then close. Idempotent."""
         self._server.request_stop()

@@ -104,6 +104,7 @@ class Emulator:
         )
         webhook, events = _webhook(body)
         outcome = self.faults.take_outcome(params.prompt)
+        chosen = None if outcome is not None else self.faults.take_output(params.prompt)
         timeline = Timeline.plan(
             latency_s=config.latency_s if params.latency_s is None else params.latency_s,
             starting_s=config.starting_s,
@@ -124,6 +125,7 @@ class Emulator:
             timeline=timeline,
             steps=config.progress_steps,
             error=None if outcome is None else outcome.error,
+            chosen_output=None if chosen is None else (chosen.output,),
             webhook=webhook,
             webhook_events_filter=events,
         )

@@ -15,7 +15,11 @@ from google.rpc import status_pb2
 
 from mediagen.jobs.models import JobRow, MediaRow
 from mediagen.jobs.states import JobState
+from mediagen.redaction import bound
 from mediagen.v1 import job_pb2, media_pb2
+
+#: Longest error message a job is read with.
+MAX_READ_MESSAGE_CHARS = 8192
 
 STATE_TO_PROTO: dict[JobState, job_pb2.JobState.ValueType] = {
     JobState.PENDING: job_pb2.JOB_STATE_PENDING,
@@ -76,6 +80,8 @@ def job_to_proto(row: JobRow, media: Sequence[MediaRow] = ()) -> job_pb2.Job:
     json_format.ParseDict(row.parameters, job.parameters)
     if row.error:
         job.error.CopyFrom(status_pb2.Status.FromString(row.error))
+        # Rows written before errors were bounded may hold megabytes; never send those.
+        job.error.message = bound(job.error.message, MAX_READ_MESSAGE_CHARS)
     for field, value in (
         ("start_time", row.start_time),
         ("complete_time", row.complete_time),

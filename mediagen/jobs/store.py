@@ -36,6 +36,25 @@ from mediagen.jobs.validation import JobSpec
 from mediagen.limits.quota import ActiveJobs
 from mediagen.v1 import job_pb2, media_pb2
 
+#: The largest job error the store writes. Every job is read whole by GetJob, WatchJob and each
+#: ListJobs page, so one unbounded error would make all of them fail (RESOURCE_EXHAUSTED); the
+#: runner bounds messages well below this, and this refusal is the defence in depth.
+MAX_ERROR_BYTES = 16 * 1024
+
+
+class ErrorTooLarge(ValueError):
+    """An error status bigger than :data:`MAX_ERROR_BYTES` was offered for storage."""
+
+
+def _bounded_error(error: status_pb2.Status) -> bytes:
+    data = error.SerializeToString()
+    if len(data) > MAX_ERROR_BYTES:
+        raise ErrorTooLarge(
+            f"refusing to store a job error of {len(data)} bytes (limit {MAX_ERROR_BYTES})"
+        )
+    return data
+
+
 EVENT_TYPES = {
     job_pb2.JOB_EVENT_TYPE_STATE_CHANGED: "state_changed",
     job_pb2.JOB_EVENT_TYPE_PROGRESS: "progress",
@@ -443,7 +462,7 @@ class JobStore:
                 job_id,
                 Transition.FAIL,
                 where=where,
-                values=self._finished(now, error=error.SerializeToString()),
+                values=self._finished(now, error=_bounded_error(error)),
             )
         if event is None:
             raise LeaseLost(job_id)
@@ -461,7 +480,7 @@ class JobStore:
         """Back to PENDING until ``delay_s`` from now, recording the transient error."""
         now = self._clock()
         values: dict[str, Any] = {
-            "error": error.SerializeToString(),
+            "error": _bounded_error(error),
             "next_attempt_at": now + timedelta(seconds=delay_s),
             "lease_owner": None,
             "lease_expires_at": None,

@@ -66,6 +66,7 @@ class ProviderError(Exception):
         retry_after_s: float | None = None,
         ambiguous: bool = False,
         status: int | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.transient = transient
@@ -73,6 +74,8 @@ class ProviderError(Exception):
         self.ambiguous = ambiguous
         #: The provider's HTTP status, when it answered (404: no such prediction).
         self.status = status
+        #: An ErrorInfo reason for the job's error (``OUTPUT_HOST_NOT_ALLOWED``), when one fits.
+        self.reason = reason
 
 
 class Provider(Protocol):

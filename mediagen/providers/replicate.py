@@ -22,31 +22,31 @@ An unparseable answer to get (1.0.7 rejects ``status: aborted``) is read again a
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlencode
+from urllib.parse import urlencode
 
 import httpx
 from replicate.client import Client
 from replicate.exceptions import ReplicateError
 
 from mediagen.config import Settings
+from mediagen.fetching.fetcher import FetchLimits, OutputFetcher
+from mediagen.fetching.policy import DELIVERY_HOSTS, FetchPolicy
 from mediagen.providers.base import Prediction, PredictionStatus, ProviderError
+from mediagen.providers.retry_hint import retry_after_s
+from mediagen.redaction import clean_upstream
 
-CHUNK_BYTES = 1024 * 1024
 DEFAULT_BASE_URL = "https://api.replicate.com"
 _FIND_MAX_PAGES = 5  # find_recent looks at most this many list pages (100 predictions each)
 _MODEL_REF = re.compile(r"([\w.-]+/[\w.-]+)(?::([0-9a-f]{64}))?")
 _VERSION_ID = re.compile(r"[0-9a-f]{64}")
-_RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 _URL_PREFIXES = ("https://", "http://", "data:")
 _TRANSIENT_STATUSES = {408, 429}
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -94,49 +94,6 @@ def output_urls(output: Any) -> tuple[str, ...]:
     return (text,) if text.startswith(_URL_PREFIXES) else ()
 
 
-def retry_after_s(
-    header: str | None, body: Any = None, *, now: datetime | None = None
-) -> float | None:
-    """The provider's wait hint: a ``Retry-After`` header (seconds or a date), else the body's
-    ``retry_after``, else "resets in ~Ns" in its ``detail``. None if there is none."""
-    if header and header.strip():
-        value = header.strip()
-        with contextlib.suppress(ValueError):
-            return max(float(value), 0.0)
-        moment = _parse_date(value)
-        if moment is not None:
-            return max((moment - (now or datetime.now(UTC))).total_seconds(), 0.0)
-    if isinstance(body, Mapping):
-        hint = body.get("retry_after")
-        if isinstance(hint, int | float) and not isinstance(hint, bool):
-            return max(float(hint), 0.0)
-        detail = body.get("detail")
-        if isinstance(detail, str) and (match := _RESETS_IN.search(detail)):
-            return float(match[1])
-    return None
-
-
-def _parse_date(value: str) -> datetime | None:
-    for parse in (parsedate_to_datetime, datetime.fromisoformat):
-        with contextlib.suppress(ValueError, TypeError, IndexError):
-            moment = parse(value)
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return None
-
-
-def decode_data_uri(uri: str) -> bytes:
-    """The bytes of a ``data:[<type>][;base64],<data>`` URI."""
-    head, sep, data = uri.partition(",")
-    if not sep or not head.startswith("data:"):
-        raise ProviderError("malformed data: URI", transient=False)
-    if head.endswith(";base64"):
-        try:
-            return base64.b64decode(data, validate=False)
-        except ValueError as exc:
-            raise ProviderError("malformed base64 in data: URI", transient=False) from exc
-    return unquote_to_bytes(data)
-
-
 def prediction_from_json(data: Mapping[str, Any]) -> Prediction:
     """Our view of a prediction body (raw JSON, or the client's model as a dict)."""
     prediction_id = data.get("id")
@@ -156,7 +113,8 @@ def prediction_from_json(data: Mapping[str, Any]) -> Prediction:
         status=status,
         logs=data.get("logs") or "",
         output_urls=output_urls(data.get("output")),
-        error=None if data.get("error") is None else str(data["error"]),
+        # Free text from the model: bounded and redacted before anything stores or logs it.
+        error=None if data.get("error") is None else clean_upstream(str(data["error"])),
         predict_time_s=float(predict_time) if isinstance(predict_time, int | float) else None,
         metrics=dict(metrics),
     )
@@ -200,7 +158,7 @@ async def _note_retry_hint(response: httpx.Response) -> None:
 
 def _from_replicate_error(exc: ReplicateError) -> ProviderError:
     status = exc.status or 0
-    text = " ".join(part for part in (exc.title, exc.detail) if part)
+    text = clean_upstream(" ".join(part for part in (exc.title, exc.detail) if part))
     message = f"Replicate answered {status}: {text}" if text else f"Replicate answered {status}"
     if status in _TRANSIENT_STATUSES or status >= 500:
         hint = _last_hint.get()
@@ -244,15 +202,6 @@ async def _translated(*, creating: bool, deadline_s: float) -> AsyncIterator[Non
         ) from exc
 
 
-def _download_error(response: httpx.Response, url: str) -> ProviderError:
-    status = response.status_code
-    message = f"download of {url} answered {status}"
-    if status in _TRANSIENT_STATUSES or status >= 500:
-        hint = retry_after_s(response.headers.get("retry-after"))
-        return ProviderError(message, transient=True, retry_after_s=hint)
-    return ProviderError(message, transient=False)  # 404/410: removed (retention), 401/403
-
-
 # --- the provider ---------------------------------------------------------------------------------
 
 
@@ -261,6 +210,8 @@ class ReplicateProvider:
 
     Timeouts are httpx's (connect, and read between bytes); every call also has a deadline of
     their sum. ``transport`` replaces the network (an ``httpx.MockTransport`` in tests).
+    Outputs are fetched by an :class:`OutputFetcher`: only from ``output_hosts``, with the
+    token only for ``token_hosts`` and the API's own origin, within ``fetch_limits``.
     """
 
     def __init__(
@@ -272,6 +223,9 @@ class ReplicateProvider:
         read_timeout_s: float = 30.0,
         max_connections: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
+        output_hosts: Sequence[str] = DELIVERY_HOSTS,
+        token_hosts: Sequence[str] = DELIVERY_HOSTS,
+        fetch_limits: FetchLimits | None = None,
     ) -> None:
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=10.0)
         self._deadline_s = connect_timeout_s + read_timeout_s
@@ -287,13 +241,13 @@ class ReplicateProvider:
             # Also handed to the client's sync httpx client, which this class never uses.
             event_hooks={"response": [_note_retry_hint]},
         )
-        headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
-        self._files = httpx.AsyncClient(
-            headers=headers,
+        self._fetcher = OutputFetcher(
+            FetchPolicy.build(output_hosts, token_hosts, base_url or DEFAULT_BASE_URL),
+            fetch_limits or FetchLimits(),
+            token=api_token,
             timeout=timeout,
-            limits=limits,
+            max_connections=max_connections,
             transport=transport,
-            follow_redirects=True,  # httpx drops Authorization on a redirect to another host
         )
 
     @classmethod
@@ -302,6 +256,13 @@ class ReplicateProvider:
         return cls(
             api_token=settings.replicate_api_token,
             base_url=base_url or settings.replicate_base_url,
+            output_hosts=settings.output_hosts,
+            token_hosts=settings.output_token_hosts,
+            fetch_limits=FetchLimits(
+                max_bytes=settings.max_output_bytes,
+                deadline_s=settings.download_timeout_s,
+                min_rate_bps=settings.download_min_rate_bps,
+            ),
         )
 
     async def create(self, model: str, model_input: Mapping[str, Any]) -> Prediction:
@@ -361,22 +322,11 @@ class ReplicateProvider:
         return None
 
     async def download(self, url: str) -> AsyncIterator[bytes]:
-        if url.startswith("data:"):
-            data = decode_data_uri(url)
-            for start in range(0, len(data), CHUNK_BYTES):
-                yield data[start : start + CHUNK_BYTES]
-            return
-        try:
-            async with self._files.stream("GET", url) as response:
-                if response.status_code >= 400:
-                    raise _download_error(response, url)
-                async for chunk in response.aiter_bytes(CHUNK_BYTES):
-                    yield chunk
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"download of {url} failed: {exc}", transient=True) from exc
+        async for chunk in self._fetcher.stream(url):
+            yield chunk
 
     async def close(self) -> None:
-        await self._files.aclose()
+        await self._fetcher.aclose()
         await self._client._async_client.aclose()
 
     async def _raw_json(self, path: str) -> Mapping[str, Any]:

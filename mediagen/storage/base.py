@@ -52,3 +52,8 @@ class Storage(Protocol):
     async def exists(self, key: str) -> bool:
         """Whether an object is stored under ``key``."""
         ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the object under ``key``, if there is one (a job's outputs that were copied
+        before it was cancelled or failed)."""
+        ...

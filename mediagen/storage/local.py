@@ -141,6 +141,12 @@ class LocalStorage:
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self.path_for(key).is_file)
 
+    async def delete(self, key: str) -> None:
+        try:
+            await asyncio.to_thread(self.path_for(key).unlink, missing_ok=True)
+        except OSError as exc:
+            raise _storage_error(f"cannot delete {key!r}", exc) from exc
+
     async def _copy(self, key: str, chunks: AsyncIterable[bytes], temp: _TempFile) -> int:
         size = 0
         pending = bytearray()

@@ -57,3 +57,6 @@ class MemoryStorage:
 
     async def exists(self, key: str) -> bool:
         return key in self.objects
+
+    async def delete(self, key: str) -> None:
+        self.objects.pop(key, None)

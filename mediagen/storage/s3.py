@@ -222,6 +222,11 @@ class S3Storage:
             raise
         return True
 
+    async def delete(self, key: str) -> None:
+        client = self._require_client()
+        with _translate("DeleteObject", self._target(key)):
+            await client.delete_object(Bucket=self.settings.bucket, Key=key)
+
     async def _ensure_bucket(self) -> None:
         bucket = self.settings.bucket
         try:

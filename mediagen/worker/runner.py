@@ -25,15 +25,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-from google.rpc import code_pb2, status_pb2
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from mediagen.backoff import retry_delay
 from mediagen.config import Settings
+from mediagen.errors import DOMAIN
 from mediagen.events.bus import EventBus
+from mediagen.fetching.policy import TOO_LARGE, TOO_MANY_OUTPUTS
 from mediagen.jobs.progress import ProgressTracker
 from mediagen.jobs.store import ClaimedJob, JobStore, LeaseLost, NewMedia
 from mediagen.media.inspect import OutputTooLarge, inspect_stream
 from mediagen.providers.base import Prediction, PredictionStatus, Provider, ProviderError
+from mediagen.redaction import clean_upstream
 from mediagen.storage.base import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,8 @@ _T = TypeVar("_T")
 MAX_POLL_ERRORS = 5
 #: Smallest progress rise worth an event.
 PROGRESS_STEP = 0.01
+#: A job's error message is cut here (upstream parts are already cut shorter, and redacted).
+ERROR_MESSAGE_CHARS = 4096
 
 
 class _Transient(Exception):
@@ -56,19 +62,39 @@ class _Transient(Exception):
         retry_after_s: float | None = None,
         keep_prediction: bool = True,
         code: int = code_pb2.UNAVAILABLE,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.keep_prediction = keep_prediction
         self.code = code
+        self.reason = reason
 
 
 class _Permanent(Exception):
     """The job cannot succeed."""
 
-    def __init__(self, message: str, *, code: int = code_pb2.ABORTED) -> None:
+    def __init__(
+        self, message: str, *, code: int = code_pb2.ABORTED, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.reason = reason
+
+
+class _CancelRequested(Exception):
+    """A caller cancelled the job while its outputs were being copied."""
+
+
+def error_status(code: int, message: str, reason: str | None = None) -> status_pb2.Status:
+    """A job's error: the message redacted and bounded (parts of it came from upstream), with
+    an ErrorInfo naming ``reason`` when there is one."""
+    status = status_pb2.Status(code=code, message=clean_upstream(message, ERROR_MESSAGE_CHARS))
+    if reason is not None:
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))
+        status.details.append(detail)
+    return status
 
 
 def worker_id() -> str:
@@ -165,7 +191,7 @@ class JobRunner:
         except _Transient as exc:
             await self._retry(job, exc)
         except _Permanent as exc:
-            await self._fail(job, exc.code, str(exc))
+            await self._fail(job, exc.code, str(exc), exc.reason)
         except Exception as exc:  # a bug must not kill the worker; the job retries, bounded
             log.exception("job=%s attempt crashed", job.id)
             await self._retry(job, _Transient(f"internal error: {type(exc).__name__}"))
@@ -265,7 +291,7 @@ class JobRunner:
                 errors += 1
                 if not exc.transient or errors >= MAX_POLL_ERRORS:
                     raise self._translate(exc) from exc
-                log.warning("job=%s poll failed (%s); retrying", job.id, exc)
+                log.warning("job=%s poll failed (%s); retrying", job.id, clean_upstream(str(exc)))
 
     async def _record_progress(self, job: ClaimedJob, value: float) -> None:
         event = await self.store.progress(job.id, self.owner, round(value, 4))
@@ -274,11 +300,28 @@ class JobRunner:
 
     async def _store_outputs(self, attempt: _Attempt, prediction: Prediction) -> None:
         job = attempt.job
-        if not prediction.output_urls:
+        urls = prediction.output_urls
+        if not urls:
             raise _Permanent("the model succeeded but returned no output")
-        media: list[NewMedia] = []
-        for position, url in enumerate(prediction.output_urls):
-            media.append(await self._copy_output(job, position, url))
+        if len(urls) > self.settings.max_outputs:
+            raise _Permanent(
+                f"the model returned {len(urls)} outputs; at most "
+                f"{self.settings.max_outputs} are accepted (MEDIAGEN_MAX_OUTPUTS)",
+                code=code_pb2.OUT_OF_RANGE,
+                reason=TOO_MANY_OUTPUTS,
+            )
+        stored: list[str] = []
+        try:
+            media = await self._unless_cancelled(attempt, self._copy_outputs(job, urls, stored))
+        except _CancelRequested:
+            await self._shielded(self._discard(job, stored))
+            await self._finish_cancel(job, prediction)
+            return
+        except _Permanent:
+            # A job that fails keeps no media. (A retry overwrites the same keys instead; after a
+            # lost lease they may already be another worker's.)
+            await self._shielded(self._discard(job, stored))
+            raise
         event = await self._shielded(self.store.succeed(job.id, self.owner, media))
         await self.bus.publish(event)
         log.info(
@@ -287,6 +330,44 @@ class JobRunner:
             job.attempt,
             time.monotonic() - attempt.started,
         )
+
+    async def _copy_outputs(
+        self, job: ClaimedJob, urls: tuple[str, ...], stored: list[str]
+    ) -> list[NewMedia]:
+        media: list[NewMedia] = []
+        for position, url in enumerate(urls):
+            item = await self._copy_output(job, position, url)
+            stored.append(item.storage_key)
+            media.append(item)
+        return media
+
+    @staticmethod
+    async def _unless_cancelled(attempt: _Attempt, work: Awaitable[_T]) -> _T:
+        """``work``'s result, or :class:`_CancelRequested` as soon as the job is cancelled
+        (``work`` is then cancelled: a partial object is never kept by a backend)."""
+        task = asyncio.ensure_future(work)
+        waiter = asyncio.ensure_future(attempt.cancel.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not task.done():
+                task.cancel()
+                # Let it unwind (abort the upload, remove the temporary file) before going on.
+                await asyncio.wait({task})
+        if task.cancelled() or attempt.cancel.is_set():
+            if not task.cancelled():
+                task.exception()  # retrieved: a copy that failed as the cancel came is moot
+            # A cancel wins even over a copy that finished at the same moment.
+            raise _CancelRequested()
+        return task.result()
+
+    async def _discard(self, job: ClaimedJob, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                await self.storage.delete(key)
+            except StorageError as exc:  # best effort: an orphan file is not worth a failure
+                log.warning("job=%s could not remove %s: %s", job.id, key, exc)
 
     async def _copy_output(self, job: ClaimedJob, position: int, url: str) -> NewMedia:
         """Stream one output from the provider into storage, inspecting it on the way."""
@@ -300,7 +381,7 @@ class JobRunner:
             )
             info = inspected.result()
         except OutputTooLarge as exc:
-            raise _Permanent(str(exc), code=code_pb2.OUT_OF_RANGE) from exc
+            raise _Permanent(str(exc), code=code_pb2.OUT_OF_RANGE, reason=TOO_LARGE) from exc
         except ProviderError as exc:
             raise self._translate(exc) from exc
         except StorageError as exc:
@@ -329,9 +410,11 @@ class JobRunner:
     # ---- outcomes -------------------------------------------------------------------------
 
     async def _retry(self, job: ClaimedJob, exc: _Transient) -> None:
-        error = status_pb2.Status(code=exc.code, message=str(exc))
+        error = error_status(exc.code, str(exc), exc.reason)
         if job.attempt >= self.settings.max_attempts:
-            await self._fail(job, exc.code, f"gave up after {job.attempt} attempts: {exc}")
+            await self._fail(
+                job, exc.code, f"gave up after {job.attempt} attempts: {exc}", exc.reason
+            )
             return
         delay = retry_delay(
             job.attempt,
@@ -349,7 +432,11 @@ class JobRunner:
             return
         await self.bus.publish(event)
         log.info(
-            "job=%s running→pending try=%d retry in %.1fs: %s", job.id, job.attempt, delay, exc
+            "job=%s running→pending try=%d retry in %.1fs: %s",
+            job.id,
+            job.attempt,
+            delay,
+            error.message,
         )
         # Wake ourselves when it is due; the reconciler is the fallback if this process dies.
         self._timers[job.id] = asyncio.get_running_loop().call_later(delay, self._wake, job.id)
@@ -359,21 +446,24 @@ class JobRunner:
         task = asyncio.ensure_future(self._requeue(job_id))
         task.add_done_callback(_log_failure)
 
-    async def _fail(self, job: ClaimedJob, code: int, message: str) -> None:
+    async def _fail(
+        self, job: ClaimedJob, code: int, message: str, reason: str | None = None
+    ) -> None:
+        error = error_status(code, message, reason)
         try:
-            event = await self._shielded(
-                self.store.fail(job.id, self.owner, status_pb2.Status(code=code, message=message))
-            )
+            event = await self._shielded(self.store.fail(job.id, self.owner, error))
         except LeaseLost:
             return
         await self.bus.publish(event)
-        log.info("job=%s running→failed try=%d: %s", job.id, job.attempt, message)
+        log.info("job=%s running→failed try=%d: %s", job.id, job.attempt, error.message)
 
     @staticmethod
     def _translate(exc: ProviderError) -> Exception:
         if exc.transient:
-            return _Transient(f"provider: {exc}", retry_after_s=exc.retry_after_s)
-        return _Permanent(f"provider: {exc}", code=code_pb2.FAILED_PRECONDITION)
+            return _Transient(
+                f"provider: {exc}", retry_after_s=exc.retry_after_s, reason=exc.reason
+            )
+        return _Permanent(f"provider: {exc}", code=code_pb2.FAILED_PRECONDITION, reason=exc.reason)
 
     # ---- lease and cancellation -------------------------------------------------------------
 

@@ -224,3 +224,20 @@ async def test_reset_forgets_predictions(client: Client, http: httpx.AsyncClient
     assert (await http.post("/_emulator/reset")).status_code == 204
     assert (await http.get("/_emulator/stats")).json()["predictions"] == 0
     assert (await http.get(f"/v1/predictions/{prediction_id}")).status_code == 404
+
+
+async def test_output_rule_chooses_what_a_matching_prediction_returns(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    chosen = {"images": ["http://127.0.0.1:1/x.png", "data:,hi"], "n": 2}
+    rule = {"kind": "output", "output": chosen, "match": "cat", "times": 1}
+    armed = await http.post("/_emulator/faults", json=rule)
+    assert armed.status_code == 201 and armed.json()["rules"][0]["output"] == chosen
+
+    dog = await finished(client, await create(client, "a dog"))
+    cat = await finished(client, await create(client, "a cat"))
+    again = await finished(client, await create(client, "a cat"))
+
+    assert isinstance(dog.output, list) and "/files/" in dog.output[0]
+    assert (cat.status, cat.output) == ("succeeded", chosen)
+    assert isinstance(again.output, list) and "/files/" in again.output[0]  # spent after one

@@ -11,7 +11,7 @@ from google.rpc import code_pb2, status_pb2
 from mediagen.errors import JobAlreadyFinished, JobNotFound
 from mediagen.jobs.database import Database
 from mediagen.jobs.states import JobState
-from mediagen.jobs.store import JobStore, LeaseLost, NewMedia
+from mediagen.jobs.store import MAX_ERROR_BYTES, ErrorTooLarge, JobStore, LeaseLost, NewMedia
 from mediagen.jobs.validation import JobSpec, validate_generate
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
@@ -169,3 +169,16 @@ async def test_list_pages_newest_first_with_filter(store: JobStore) -> None:
     assert [j.id for j in running.jobs] == [ids[0]] and running.total_size == 1
     offset = await store.list_jobs(tenant=TENANT, status=None, limit=2, offset=2)
     assert [j.id for j in offset.jobs] == ids[::-1][2:4]
+
+
+async def test_an_unbounded_error_is_refused_and_the_job_keeps_its_lease(store: JobStore) -> None:
+    job, _ = await store.create(spec(), tenant=TENANT)
+    assert await store.claim(job.id, "w", 30)
+    huge = status_pb2.Status(code=code_pb2.ABORTED, message="E" * (MAX_ERROR_BYTES + 1))
+    with pytest.raises(ErrorTooLarge):
+        await store.fail(job.id, "w", huge)
+    with pytest.raises(ErrorTooLarge):
+        await store.retry(job.id, "w", huge, 1.0, keep_prediction=True)
+    assert (await store.get(job.id, tenant=TENANT)).status == job_pb2.JOB_STATE_RUNNING
+    await store.fail(job.id, "w", status_pb2.Status(code=code_pb2.ABORTED, message="bounded"))
+    assert (await store.get(job.id, tenant=TENANT)).error.message == "bounded"

@@ -10,11 +10,10 @@ import pytest
 from mediagen.providers.base import PredictionStatus, ProviderError
 from mediagen.providers.replicate import (
     ModelRef,
-    decode_data_uri,
     output_urls,
     prediction_from_json,
-    retry_after_s,
 )
+from mediagen.providers.retry_hint import retry_after_s
 
 HEX = "ab" * 32
 
@@ -85,13 +84,6 @@ def test_bad_model_refs_are_permanent(ref: str) -> None:
     with pytest.raises(ProviderError) as caught:
         ModelRef.parse(ref)
     assert not caught.value.transient
-
-
-def test_data_uris() -> None:
-    assert decode_data_uri("data:text/plain;base64,aGVsbG8=") == b"hello"
-    assert decode_data_uri("data:,hello%20world") == b"hello world"
-    with pytest.raises(ProviderError):
-        decode_data_uri("data:text/plain;base64")
 
 
 def test_prediction_from_json_reads_aborted_and_metrics() -> None:

@@ -24,7 +24,9 @@ INPUT = {"prompt": "a lighthouse at dusk", "width": 48, "height": 32}
 
 @pytest_asyncio.fixture
 async def provider(emulator: RunningEmulator) -> AsyncIterator[ReplicateProvider]:
-    replicate = ReplicateProvider(api_token="r8_test", base_url=emulator.base_url)
+    replicate = ReplicateProvider(
+        api_token="r8_test", base_url=emulator.base_url, output_hosts=(emulator.host_port,)
+    )
     yield replicate
     await replicate.close()
 
@@ -264,7 +266,9 @@ async def test_large_download_streams_in_chunks(provider: ReplicateProvider) -> 
 
 async def test_download_after_retention_is_permanent(emulator_factory: EmulatorFactory) -> None:
     running = await emulator_factory(retention_s=0.0)
-    provider = ReplicateProvider(api_token="t", base_url=running.base_url)
+    provider = ReplicateProvider(
+        api_token="t", base_url=running.base_url, output_hosts=(running.host_port,)
+    )
     created = await provider.create(SDXL, INPUT)
     await finished(provider, created.id)
     url = f"{running.base_url}/files/{created.id}/out-0.png"  # output is already null
