@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import socket
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import grpc
 
 from mediagen.api.server import start_grpc_server
-from mediagen.config import Settings
+from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.jobs.migrate import upgrade
 from mediagen.wiring import Core, build_reconciler, build_runner, build_servicer, open_core
 from mediagen.worker.runner import JobRunner
@@ -52,6 +53,7 @@ class Embedded:
             # Media URLs name the HTTP port, so pick a free one before anything is built.
             settings = settings.replace(http_port=_free_port(settings.host))
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings = _with_secret_key(settings)
         await upgrade(settings.effective_database_url)
         if not settings.replicate_api_token:
             settings = await self._start_emulator(settings)
@@ -64,7 +66,12 @@ class Embedded:
         stack.push_async_callback(runner.drain, settings.shutdown_grace_s)
 
         servicer = build_servicer(core)
-        server = await start_grpc_server(settings.host, settings.grpc_port, servicer=servicer)
+        server = await start_grpc_server(
+            settings.host,
+            settings.grpc_port,
+            servicer=servicer,
+            max_message_bytes=settings.grpc_max_message_bytes,
+        )
         self.grpc_port = server.port
         stack.push_async_callback(server.stop, settings.shutdown_grace_s, servicer)
 
@@ -103,6 +110,29 @@ class Embedded:
     async def stop(self) -> None:
         """Stop taking calls, let running work finish (up to the grace period), close all."""
         await self._stack.aclose()
+
+
+def _with_secret_key(settings: Settings) -> Settings:
+    """Settings with a private SECRET_KEY: the one set, else the one this data dir keeps
+    (generated on first start, mode 0600), so page tokens survive restarts."""
+    if settings.secret_key:
+        problem = secret_key_problem(settings)
+        if problem is not None:
+            raise ConfigError(f"{problem}; unset it (serve keeps its own) or set a random one")
+        return settings
+    path = settings.secret_key_path
+    try:
+        # O_EXCL: two processes starting on one data dir never write two different keys.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if not key:
+            raise ConfigError(f"{path} is empty; delete it to have a new key made") from None
+        return settings.replace(secret_key=key)
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return settings.replace(secret_key=key)
 
 
 def _free_port(host: str) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 from taskiq.receiver import Receiver
 
 from mediagen.api.server import start_grpc_server
-from mediagen.config import ConfigError, Settings
+from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.embedded import Embedded
 from mediagen.jobs.migrate import upgrade
 from mediagen.wiring import build_reconciler, build_runner, build_servicer, open_core
@@ -59,6 +59,7 @@ async def _background(*coroutines: Coroutine[Any, Any, None]) -> AsyncIterator[N
 
 async def serve(settings: Settings) -> None:
     """Run everything in one process until SIGTERM/SIGINT; print where it listens."""
+    _require_secret_key(settings, "serve")
     app = Embedded(settings)
     await app.start()
     try:
@@ -80,6 +81,18 @@ def _require_redis(settings: Settings, role: str) -> None:
             f"`mediagen {role}` is part of the distributed set-up and needs REDIS_URL "
             "(and usually DATABASE_URL); for one process on this machine run `mediagen serve`"
         )
+    _require_secret_key(settings, role)
+
+
+def _require_secret_key(settings: Settings, role: str) -> None:
+    """A deployment (anything with REDIS_URL) signs with its own key, the same in every
+    process; a missing or public key would let anyone forge page tokens."""
+    problem = secret_key_problem(settings) if settings.distributed else None
+    if problem is not None:
+        raise ConfigError(
+            f"`mediagen {role}` refuses to start: {problem}; set SECRET_KEY to the same "
+            "random value in every process (e.g. `openssl rand -hex 32`)"
+        )
 
 
 async def api(settings: Settings) -> None:
@@ -87,7 +100,12 @@ async def api(settings: Settings) -> None:
     _require_redis(settings, "api")
     async with open_core(settings, worker=False) as core:
         servicer = build_servicer(core)
-        server = await start_grpc_server(settings.host, settings.grpc_port, servicer=servicer)
+        server = await start_grpc_server(
+            settings.host,
+            settings.grpc_port,
+            servicer=servicer,
+            max_message_bytes=settings.grpc_max_message_bytes,
+        )
         _announce(f"gRPC listening on {settings.host}:{server.port}")
         await _until_signalled()
         await server.stop(settings.shutdown_grace_s, servicer)
@@ -135,6 +153,7 @@ async def gateway(settings: Settings, grpc_target: str) -> None:
     """Run the JSON/HTTP gateway in front of the gRPC API at ``grpc_target``."""
     from mediagen.gateway import run_gateway
 
+    _require_secret_key(settings, "gateway")
     await run_gateway(settings, grpc_target)
 
 

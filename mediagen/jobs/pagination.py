@@ -2,6 +2,10 @@
 
 A token carries the last (create_time, id) of a page and the filter it was made for, signed with
 the service's SECRET_KEY so callers cannot forge a position or read the format as an API.
+
+A valid signature is not trusted blindly: whoever holds the key (or a leaked one) could sign
+anything, so the contents are checked as strictly as any input (types, lengths, an aware
+timestamp) before they reach a query.
 """
 
 from __future__ import annotations
@@ -14,6 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mediagen.errors import FieldViolation, InvalidArgument
+
+#: Real tokens are about 130 characters; anything much longer is not one of ours.
+MAX_TOKEN_CHARS = 512
+#: Job ids are UUIDs (36 characters); status filters are short state names.
+_MAX_ID_CHARS = 36
+_MAX_FILTER_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ def encode_token(cursor: Cursor, secret: str) -> str:
 def decode_token(token: str, secret: str, *, status_filter: str) -> Cursor:
     """Parse a token; INVALID_ARGUMENT if it is malformed, forged, or for another filter."""
     bad = InvalidArgument([FieldViolation("page_token", "is not a valid page token")])
+    if len(token) > MAX_TOKEN_CHARS:
+        raise bad
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except ValueError:
@@ -47,13 +59,33 @@ def decode_token(token: str, secret: str, *, status_filter: str) -> Cursor:
     signature, body = raw[:16], raw[16:]
     if len(signature) < 16 or not hmac.compare_digest(signature, _sign(secret, body)):
         raise bad
-    try:
-        created, job_id, token_filter = json.loads(body)
-        cursor = Cursor(datetime.fromisoformat(created), str(job_id), str(token_filter))
-    except (ValueError, TypeError):
-        raise bad from None
+    cursor = _parse_body(body)
+    if cursor is None:
+        raise bad
     if cursor.status_filter != status_filter:
         raise InvalidArgument(
             [FieldViolation("page_token", "was issued for a different status filter")]
         )
     return cursor
+
+
+def _parse_body(body: bytes) -> Cursor | None:
+    """The cursor a signed body holds, or None if it is not exactly what encode_token writes."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested absurdly deep
+        return None
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+        return None
+    created, job_id, token_filter = value
+    if len(job_id) > _MAX_ID_CHARS or len(token_filter) > _MAX_FILTER_CHARS:
+        return None
+    if "\x00" in job_id or "\x00" in token_filter:  # PostgreSQL refuses NUL in text
+        return None
+    try:
+        create_time = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    if create_time.utcoffset() is None:  # the store compares aware timestamps only
+        return None
+    return Cursor(create_time, job_id, token_filter)
