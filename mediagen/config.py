@@ -78,8 +78,9 @@ class S3Settings:
 
 
 @dataclass(frozen=True)
-class HttpLimits:
-    """What one HTTP client may cost the gateway: sizes, times and connections."""
+class HttpSettings:
+    """The gateway's HTTP side: what one client may cost it (sizes, times, connections), and
+    which other sites may call it from a browser."""
 
     max_body_bytes: int = 1024 * 1024  # larger request bodies get 413
     max_header_bytes: int = 16 * 1024  # request line plus headers; larger get 431
@@ -137,7 +138,7 @@ class Settings:
     emulator_latency_s: float = 3.0  # how long an emulated prediction runs
 
     grpc_max_message_bytes: int = 4 * 1024 * 1024  # gRPC requests and responses, each way
-    http: HttpLimits = field(default_factory=HttpLimits)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     # Signs page tokens. Empty: unset; `serve` then keeps a generated one in data_dir, and
     # the distributed roles refuse to start (see secret_key_problem).
@@ -199,8 +200,8 @@ class Settings:
             presign_expiry_s=_int(env, "S3_PRESIGN_EXPIRY_S", s3d.presign_expiry_s),
             part_size_bytes=_int(env, "S3_PART_SIZE_BYTES", s3d.part_size_bytes),
         )
-        hd = HttpLimits()
-        http = HttpLimits(
+        hd = HttpSettings()
+        http = HttpSettings(
             max_body_bytes=_int(env, "MEDIAGEN_HTTP_MAX_BODY_BYTES", hd.max_body_bytes),
             max_header_bytes=_int(env, "MEDIAGEN_HTTP_MAX_HEADER_BYTES", hd.max_header_bytes),
             header_timeout_s=_float(env, "MEDIAGEN_HTTP_HEADER_TIMEOUT_S", hd.header_timeout_s),

@@ -97,12 +97,17 @@ class Embedded:
 
     async def _start_gateway(self, settings: Settings) -> None:
         from mediagen.gateway import build_gateway_app, start_gateway
+        from mediagen.gateway.server import upstream_options
 
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.grpc_port}")
+        channel = grpc.aio.insecure_channel(
+            f"127.0.0.1:{self.grpc_port}", options=upstream_options(settings)
+        )
         self._stack.push_async_callback(channel.close)
         files_root = settings.media_dir if settings.storage_type == "local" else None
         gateway = await start_gateway(
-            build_gateway_app(channel, files_root=files_root), settings.host, settings.http_port
+            build_gateway_app(channel, files_root=files_root, http=settings.http),
+            settings.host,
+            settings.http_port,
         )
         self.http_port = gateway.port
         self._stack.push_async_callback(gateway.stop)
