@@ -148,8 +148,8 @@ class InvalidArgument(MediagenError):
             for v in violations[:MAX_VIOLATIONS]
         ]
         summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
-        if len(violations) > MAX_VIOLATIONS:
-            summary += f" (and {len(violations) - MAX_VIOLATIONS} more)"
+        if len(violations) > MAX_VIOLATIONS:  # said first: a long summary is cut at the end
+            summary = f"{len(violations)} problems, the first {MAX_VIOLATIONS} listed: {summary}"
         super().__init__(message or f"invalid request: {summary}")
 
     def details(self) -> list[Message]:
