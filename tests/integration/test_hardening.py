@@ -187,7 +187,7 @@ async def test_undecodable_requests_are_invalid_argument(channel: grpc.aio.Chann
 async def test_undecodable_stream_requests_are_invalid_argument(
     channel: grpc.aio.Channel,
 ) -> None:
-    watch = channel.unary_stream(
+    watch: Any = channel.unary_stream(
         f"{SERVICE}/WatchJob", request_serializer=None, response_deserializer=None
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
