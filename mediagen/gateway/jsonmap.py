@@ -63,6 +63,8 @@ def parse_body(raw: bytes, message: Message, body: str) -> None:
         value = json.loads(text, parse_constant=_NonFinite)
     except json.JSONDecodeError as exc:
         raise BadBody(f"request body is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # an integer past Python's 4300-digit conversion limit
+        raise BadBody(f"request body holds a number that cannot be read: {exc}") from exc
     except RecursionError as exc:
         raise BadBody("request body is nested too deeply") from exc
     if body != "*":
