@@ -126,17 +126,22 @@ def _with_secret_key(settings: Settings) -> Settings:
             raise ConfigError(f"{problem}; unset it (serve keeps its own) or set a random one")
         return settings
     path = settings.secret_key_path
-    try:
-        # O_EXCL: two processes starting on one data dir never write two different keys.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_text().strip()
-        if not key:
-            raise ConfigError(f"{path} is empty; delete it to have a new key made") from None
-        return settings.replace(secret_key=key)
-    key = secrets.token_hex(32)
-    with os.fdopen(fd, "w") as out:
-        out.write(key + "\n")
+    if not path.exists():
+        # Written aside, then linked into place: link() fails if the key exists, so two
+        # processes starting on one data dir agree on one key, and none reads a partial file.
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigError(f"{path} is empty; delete it to have a new key made")
     return settings.replace(secret_key=key)
 
 
