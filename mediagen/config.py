@@ -19,6 +19,10 @@ from mediagen.fetching.policy import DELIVERY_HOSTS, parse_rules
 #: The model used when a request names none, unless REPLICATE_MODEL says otherwise.
 DEFAULT_MODEL = "stability-ai/sdxl"
 
+#: SECRET_KEY values that are public (the old built-in default, the manifests' placeholder):
+#: a key anyone can read signs nothing.
+PUBLIC_SECRET_KEYS = frozenset({"mediagen-dev-secret", "CHANGE-ME"})
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; raised at start-up, never per request."""
@@ -115,6 +119,20 @@ def _tls(env: Mapping[str, str]) -> TLSSettings | None:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The gateway's HTTP side: what one client may cost it (sizes, times, connections), and
+    which other sites may call it from a browser."""
+
+    max_body_bytes: int = 1024 * 1024  # larger request bodies get 413
+    max_header_bytes: int = 16 * 1024  # request line plus headers; larger get 431
+    header_timeout_s: float = 10.0  # to receive the request line and headers (slowloris)
+    body_timeout_s: float = 30.0  # to receive the body once the headers are in
+    keepalive_s: float = 5.0  # an idle connection (no request in progress) is closed after this
+    max_connections: int = 1000  # open connections; beyond this a new one gets 503 and is closed
+    cors_origins: tuple[str, ...] = ()  # origins allowed cross-site; empty: CORS off
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the embedded defaults."""
 
@@ -175,7 +193,12 @@ class Settings:
     max_active_jobs: int = 0  # PENDING + RUNNING jobs per tenant
     max_watch_streams: int = 0  # open WatchJob streams per tenant, per API process
 
-    secret_key: str = "mediagen-dev-secret"  # signs page tokens and local media URLs
+    grpc_max_message_bytes: int = 4 * 1024 * 1024  # gRPC requests and responses, each way
+    http: HttpSettings = field(default_factory=HttpSettings)
+
+    # Signs page tokens and local media URLs. Empty: unset; `serve` then keeps a generated one
+    # in data_dir, and the distributed roles refuse to start (see secret_key_problem).
+    secret_key: str = ""
     media_url_ttl_s: int = 3600  # lifetime of a signed local media URL
     # Authentication (mediagen.auth): on by default; see mediagen/auth/startup.py for the rule.
     auth: bool = True
@@ -203,6 +226,11 @@ class Settings:
     def effective_public_url(self) -> str:
         scheme = "https" if self.tls else "http"
         return (self.public_url or f"{scheme}://{self.host}:{self.http_port}").rstrip("/")
+
+    @property
+    def secret_key_path(self) -> Path:
+        """Where `serve` keeps its generated SECRET_KEY."""
+        return self.data_dir / "secret_key"
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -240,6 +268,16 @@ class Settings:
             public_base_url=env.get("S3_PUBLIC_BASE_URL") or None,
             presign_expiry_s=_int(env, "S3_PRESIGN_EXPIRY_S", s3d.presign_expiry_s),
             part_size_bytes=_int(env, "S3_PART_SIZE_BYTES", s3d.part_size_bytes),
+        )
+        hd = HttpSettings()
+        http = HttpSettings(
+            max_body_bytes=_int(env, "MEDIAGEN_HTTP_MAX_BODY_BYTES", hd.max_body_bytes),
+            max_header_bytes=_int(env, "MEDIAGEN_HTTP_MAX_HEADER_BYTES", hd.max_header_bytes),
+            header_timeout_s=_float(env, "MEDIAGEN_HTTP_HEADER_TIMEOUT_S", hd.header_timeout_s),
+            body_timeout_s=_float(env, "MEDIAGEN_HTTP_BODY_TIMEOUT_S", hd.body_timeout_s),
+            keepalive_s=_float(env, "MEDIAGEN_HTTP_KEEPALIVE_S", hd.keepalive_s),
+            max_connections=_int(env, "MEDIAGEN_HTTP_MAX_CONNECTIONS", hd.max_connections),
+            cors_origins=_list(env, "MEDIAGEN_CORS_ORIGINS"),
         )
         debug = _bool(env, "DEBUG", False)
         rate_limit_per_s = _float(env, "MEDIAGEN_RATE_LIMIT_PER_S", d.rate_limit_per_s)
@@ -298,12 +336,16 @@ class Settings:
             worker_health_port=_int(env, "MEDIAGEN_WORKER_HEALTH_PORT", d.worker_health_port),
             emulator_port=_int(env, "MEDIAGEN_EMULATOR_PORT", d.emulator_port),
             emulator_latency_s=_float(env, "MEDIAGEN_EMULATOR_LATENCY_S", d.emulator_latency_s),
+            grpc_max_message_bytes=_int(
+                env, "MEDIAGEN_GRPC_MAX_MESSAGE_BYTES", d.grpc_max_message_bytes
+            ),
+            http=http,
             rate_limit_per_s=rate_limit_per_s,
             rate_limit_burst=rate_limit_burst,
             rate_limit_prefix=env.get("MEDIAGEN_RATE_LIMIT_PREFIX", d.rate_limit_prefix),
             max_active_jobs=max_active_jobs,
             max_watch_streams=max_watch_streams,
-            secret_key=env.get("SECRET_KEY", d.secret_key) or d.secret_key,
+            secret_key=env.get("SECRET_KEY", "").strip(),
             media_url_ttl_s=media_url_ttl_s,
             auth=_bool(env, "MEDIAGEN_AUTH", d.auth),
             auth_cache_s=_float(env, "MEDIAGEN_AUTH_CACHE_S", d.auth_cache_s),
@@ -312,3 +354,12 @@ class Settings:
             auth_mtls_tenants=_list(env, "MEDIAGEN_AUTH_MTLS_TENANTS"),
             log_level="DEBUG" if debug else env.get("MEDIAGEN_LOG_LEVEL", d.log_level).upper(),
         )
+
+
+def secret_key_problem(settings: Settings) -> str | None:
+    """Why ``settings.secret_key`` must not sign anything, or None if it may."""
+    if not settings.secret_key:
+        return "SECRET_KEY is not set"
+    if settings.secret_key in PUBLIC_SECRET_KEYS:
+        return f"SECRET_KEY is the public value {settings.secret_key!r}"
+    return None

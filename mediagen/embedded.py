@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 import socket
@@ -18,7 +19,7 @@ from typing import Any
 import grpc
 
 from mediagen.api.server import start_grpc_server
-from mediagen.config import Settings
+from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.jobs.migrate import upgrade
 from mediagen.wiring import (
     Core,
@@ -70,6 +71,7 @@ class Embedded:
             # Media URLs name the HTTP port, so pick a free one before anything is built.
             settings = settings.replace(http_port=_free_port(settings.host))
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings = _with_secret_key(settings)
         await upgrade(settings.effective_database_url)
         if not settings.replicate_api_token:
             settings = await self._start_emulator(settings)
@@ -91,6 +93,7 @@ class Embedded:
             interceptors=await build_auth(core),
             tls=settings.tls,
             unix_socket=self._private_socket,
+            max_message_bytes=settings.grpc_max_message_bytes,
         )
         self.grpc_port = server.port
         stack.push_async_callback(server.stop, settings.shutdown_grace_s, servicer)
@@ -132,17 +135,21 @@ class Embedded:
 
     async def _start_gateway(self, settings: Settings) -> None:
         from mediagen.gateway import build_gateway_app, start_gateway
+        from mediagen.gateway.server import upstream_options
 
         target = (
             f"unix:{self._private_socket}"
             if self._private_socket is not None
             else f"127.0.0.1:{self.grpc_port}"
         )
-        channel = grpc.aio.insecure_channel(target)
+        channel = grpc.aio.insecure_channel(target, options=upstream_options(settings))
         self._stack.push_async_callback(channel.close)
         files_root = settings.media_dir if settings.storage_type == "local" else None
         app = build_gateway_app(
-            channel, files_root=files_root, files_secret_key=settings.secret_key
+            channel,
+            files_root=files_root,
+            files_secret_key=settings.secret_key,
+            http=settings.http,
         )
         gateway = await start_gateway(app, settings.host, settings.http_port, tls=settings.tls)
         self.http_port = gateway.port
@@ -152,6 +159,34 @@ class Embedded:
     async def stop(self) -> None:
         """Stop taking calls, let running work finish (up to the grace period), close all."""
         await self._stack.aclose()
+
+
+def _with_secret_key(settings: Settings) -> Settings:
+    """Settings with a private SECRET_KEY: the one set, else the one this data dir keeps
+    (generated on first start, mode 0600), so page tokens survive restarts."""
+    if settings.secret_key:
+        problem = secret_key_problem(settings)
+        if problem is not None:
+            raise ConfigError(f"{problem}; unset it (serve keeps its own) or set a random one")
+        return settings
+    path = settings.secret_key_path
+    if not path.exists():
+        # Written aside, then linked into place: link() fails if the key exists, so two
+        # processes starting on one data dir agree on one key, and none reads a partial file.
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigError(f"{path} is empty; delete it to have a new key made")
+    return settings.replace(secret_key=key)
 
 
 def _free_port(host: str) -> int:

@@ -21,6 +21,13 @@ Hierarchy::
 The gRPC servicer turns a raised ``MediagenError`` into a rich ``google.rpc.Status`` (always with
 ``ErrorInfo``, AIP-193); the JSON gateway maps any gRPC code to HTTP with :data:`HTTP_STATUS`,
 the table grpc-gateway and Envoy use.
+
+Every text that may hold caller input (messages, field paths, descriptions, ErrorInfo metadata,
+resource names) is cut to :data:`MAX_TEXT_BYTES` (:func:`bounded`), and a BadRequest carries at
+most :data:`MAX_VIOLATIONS` violations, so a status always fits in gRPC's trailers (8 KiB soft
+limit on the receiving side; the rich status travels base64-encoded in
+``grpc-status-details-bin``, the message percent-encoded in ``grpc-message``). Without that, a
+10 KB id echoed back turns the real error into RESOURCE_EXHAUSTED on the client.
 """
 
 from __future__ import annotations
@@ -70,6 +77,29 @@ def http_status_for(code: grpc.StatusCode | int) -> int:
     return HTTP_STATUS.get(code, 500)
 
 
+#: Longest (UTF-8 bytes) text taken from a caller into an error: a field path, a description,
+#: a metadata value, a resource name.
+MAX_TEXT_BYTES = 200
+#: Longest status message (it is sent twice: in grpc-message and inside the rich status).
+MAX_MESSAGE_BYTES = 400
+#: Most field violations one BadRequest carries; the message says how many were left out.
+MAX_VIOLATIONS = 8
+#: Marks where a text was cut.
+TRUNCATED = "…"
+
+
+def bounded(text: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """``text`` if its UTF-8 form fits in ``max_bytes``, else its longest prefix that does with
+    :data:`TRUNCATED` appended (the result, marker included, fits). Lone surrogates (possible
+    in text decoded from JSON) become ``?``, so the result is always valid UTF-8."""
+    head = text[: max_bytes + 1]  # enough characters to decide: each is at least one byte
+    raw = head.encode("utf-8", "replace")
+    if len(raw) <= max_bytes and len(head) == len(text):
+        return raw.decode("utf-8")
+    room = max_bytes - len(TRUNCATED.encode())
+    return raw[:room].decode("utf-8", "ignore") + TRUNCATED
+
+
 @dataclass(frozen=True)
 class FieldViolation:
     """One bad field of a request: proto field path (``parameters.width``) and why."""
@@ -86,9 +116,10 @@ class MediagenError(Exception):
     reason: str = "INTERNAL"
 
     def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
+        message = bounded(message, MAX_MESSAGE_BYTES)
         super().__init__(message)
         self.message = message
-        self.metadata = dict(metadata or {})
+        self.metadata = {bounded(k): bounded(v) for k, v in (metadata or {}).items()}
 
     @property
     def http_status(self) -> int:
@@ -118,8 +149,13 @@ class InvalidArgument(MediagenError):
     reason = "INVALID_ARGUMENT"
 
     def __init__(self, violations: Sequence[FieldViolation], message: str | None = None) -> None:
-        self.violations = list(violations)
+        self.violations = [
+            FieldViolation(bounded(v.field), bounded(v.description), bounded(v.reason))
+            for v in violations[:MAX_VIOLATIONS]
+        ]
         summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        if len(violations) > MAX_VIOLATIONS:  # said first: a long summary is cut at the end
+            summary = f"{len(violations)} problems, the first {MAX_VIOLATIONS} listed: {summary}"
         super().__init__(message or f"invalid request: {summary}")
 
     def details(self) -> list[Message]:
@@ -143,9 +179,10 @@ class NotFound(MediagenError):
     resource_type = "resource"
 
     def __init__(self, resource_id: str) -> None:
-        self.resource_id = resource_id
+        self.resource_id = bounded(resource_id)
         super().__init__(
-            f"{self.resource_type} {resource_id!r} not found", metadata={"id": resource_id}
+            f"{self.resource_type} {self.resource_id!r} not found",
+            metadata={"id": self.resource_id},
         )
 
     def details(self) -> list[Message]:

@@ -18,7 +18,7 @@ from typing import Any
 from taskiq.receiver import Receiver
 
 from mediagen.api.server import start_grpc_server
-from mediagen.config import ConfigError, Settings
+from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.embedded import Embedded
 from mediagen.jobs.migrate import upgrade
 from mediagen.redaction import RedactingFilter
@@ -67,6 +67,7 @@ async def _background(*coroutines: Coroutine[Any, Any, None]) -> AsyncIterator[N
 
 async def serve(settings: Settings) -> None:
     """Run everything in one process until SIGTERM/SIGINT; print where it listens."""
+    _require_secret_key(settings, "serve")
     app = Embedded(settings)
     await app.start()
     try:
@@ -94,6 +95,18 @@ def _require_redis(settings: Settings, role: str) -> None:
             f"`mediagen {role}` is part of the distributed set-up and needs REDIS_URL "
             "(and usually DATABASE_URL); for one process on this machine run `mediagen serve`"
         )
+    _require_secret_key(settings, role)
+
+
+def _require_secret_key(settings: Settings, role: str) -> None:
+    """A deployment (anything with REDIS_URL) signs with its own key, the same in every
+    process; a missing or public key would let anyone forge page tokens."""
+    problem = secret_key_problem(settings) if settings.distributed else None
+    if problem is not None:
+        raise ConfigError(
+            f"`mediagen {role}` refuses to start: {problem}; set SECRET_KEY to the same "
+            "random value in every process (e.g. `openssl rand -hex 32`)"
+        )
 
 
 async def api(settings: Settings) -> None:
@@ -107,6 +120,7 @@ async def api(settings: Settings) -> None:
             servicer=servicer,
             interceptors=await build_auth(core),
             tls=settings.tls,
+            max_message_bytes=settings.grpc_max_message_bytes,
         )
         _announce(f"gRPC listening on {settings.host}:{server.port}{_tls_note(settings)}")
         await _until_signalled()
@@ -158,6 +172,7 @@ async def gateway(
     with ``upstream_tls``)."""
     from mediagen.gateway import run_gateway
 
+    _require_secret_key(settings, "gateway")
     await run_gateway(settings, grpc_target, upstream_tls=upstream_tls)
 
 

@@ -23,7 +23,7 @@ from mediagen.auth.mtls import CertificatePolicy
 from mediagen.auth.startup import AuthMode, auth_mode, warning_lines
 from mediagen.auth.store import KeyStore
 from mediagen.auth.verifier import KeyVerifier
-from mediagen.config import Settings
+from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.events.bus import EventBus, InProcessBus
 from mediagen.events.redis import RedisBus
 from mediagen.jobs.database import Database
@@ -122,6 +122,9 @@ async def open_core(settings: Settings, *, worker: bool) -> AsyncIterator[Core]:
 
 
 def build_servicer(core: Core) -> MediaGenerationServicer:
+    problem = secret_key_problem(core.settings)
+    if problem is not None:  # the roles check first, with advice; this is the backstop
+        raise ConfigError(f"cannot sign page tokens: {problem}")
     return MediaGenerationServicer(
         core.settings, core.store, core.bus, core.storage, core.enqueue, quotas=core.quotas
     )

@@ -3,6 +3,11 @@
 Health reports SERVING for the overall server ("") and for each service; on shutdown every
 service turns NOT_SERVING first (load balancers and probes stop sending), open WatchJob streams
 are told to end, and in-flight calls get ``grace_s`` to finish.
+
+Limits: requests and responses are at most ``max_message_bytes`` each (gRPC itself answers
+RESOURCE_EXHAUSTED past them, which is expected for an oversized request), request metadata at
+most :data:`MAX_METADATA_BYTES`; requests that do not decode are INVALID_ARGUMENT
+(:mod:`mediagen.api.decoding`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mediagen.api.decoding import DecodeRequests
 from mediagen.api.servicer import MediaGenerationServicer
 from mediagen.config import TLSSettings
 from mediagen.tls import grpc_server_credentials
@@ -33,6 +39,11 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
 )
+#: Request metadata a caller may send (gRPC's soft limit; its hard limit is 1.25 times this).
+#: Above the gateway's forwarded headers (16 KiB of HTTP headers by default) plus gRPC's own.
+MAX_METADATA_BYTES = 32 * 1024
+#: Default for ``max_message_bytes`` (gRPC's own default for received messages).
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class GrpcServer:
@@ -63,15 +74,23 @@ async def start_grpc_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     tls: TLSSettings | None = None,
     unix_socket: Path | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> GrpcServer:
     """Bind and start. Without a servicer it serves health only (a worker's probe endpoint).
 
-    ``interceptors`` run in order around every call (authentication first: see wiring). With
-    ``tls`` the port speaks TLS only (mTLS with a client CA). ``unix_socket`` adds a plaintext
-    listener on that path, for a caller in the same process (the embedded gateway); its
-    directory's permissions are what guards it.
+    ``interceptors`` run in order around every call (authentication first: see wiring), then
+    request decoding (undecodable bytes are INVALID_ARGUMENT, not UNKNOWN). With ``tls`` the
+    port speaks TLS only (mTLS with a client CA). ``unix_socket`` adds a plaintext listener on
+    that path, for a caller in the same process (the embedded gateway); its directory's
+    permissions are what guards it.
     """
-    server = grpc.aio.server(options=list(SERVER_OPTIONS), interceptors=list(interceptors))
+    options = [
+        *SERVER_OPTIONS,
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+    ]
+    server = grpc.aio.server(interceptors=[*interceptors, DecodeRequests()], options=options)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [health.SERVICE_NAME, reflection.SERVICE_NAME]

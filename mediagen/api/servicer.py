@@ -30,6 +30,7 @@ from mediagen.errors import (
     InvalidArgument,
     MediagenError,
     Unavailable,
+    bounded,
     internal_status,
 )
 from mediagen.events.bus import EventBus, Subscription
@@ -119,7 +120,7 @@ def parse_status_filter(value: str) -> JobState | None:
             [
                 FieldViolation(
                     "status",
-                    f"unknown status {value!r}; use one of "
+                    f"unknown status {bounded(value, 40)!r}; use one of "
                     + ", ".join(s.value for s in JobState)
                     + " (or pending, processing, completed)",
                 )

@@ -13,7 +13,10 @@ Choices, grpc-gateway v2's defaults unless noted (``../shared/reference/grpc.md`
   ``optional`` scalar) is *left out* where Go's protojson writes ``null``; clients should treat
   a missing key and ``null`` alike.
 - JSON in: proto names and JSON names both accepted, enums by name or number, unknown fields
-  ignored (``DiscardUnknown``). An empty body counts as ``{}``. Bodies over 4 MiB get 413.
+  ignored (``DiscardUnknown``). An empty body counts as ``{}``. A body must be sent as
+  ``Content-Type: application/json`` (415 otherwise, which also stops cross-site form posts);
+  over ``MEDIAGEN_HTTP_MAX_BODY_BYTES`` it gets 413. The JSON literals ``NaN`` and
+  ``Infinity`` are not JSON (proto3 JSON writes them as strings) and get 400.
 - Path variables win over body fields of the same name; query parameters are bound for fields
   that are neither in the path nor the body, named by dotted proto or JSON names; unknown
   parameters are ignored. Routing prefers the template whose ``:verb`` matches, then the one

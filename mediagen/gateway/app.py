@@ -26,7 +26,8 @@ from grpc_health.v1 import health_pb2
 from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 
-from mediagen.gateway import asgi, docs, errors, jsonmap
+from mediagen.config import HttpSettings
+from mediagen.gateway import asgi, docs, errors, jsonmap, limits
 from mediagen.gateway.contract_comments import COMMENTS
 from mediagen.gateway.files import PREFIX as FILES_PREFIX
 from mediagen.gateway.files import FileNotServed, FileRefused, LocalFiles
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 OPENAPI_PATH = "/openapi.json"
 HEALTH_PATH = "/api/v1/health"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
-#: Request bodies above this are refused (gRPC's default maximum message size).
-MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -77,11 +76,12 @@ class GatewayApp:
         stream_options: Mapping[str, StreamOptions] | None = None,
         heartbeat_s: float = 15.0,
         health_timeout_s: float = 5.0,
-        max_body_bytes: int = MAX_BODY_BYTES,
+        http: HttpSettings | None = None,
     ) -> None:
         self.heartbeat_s = heartbeat_s
         self.health_timeout_s = health_timeout_s
-        self.max_body_bytes = max_body_bytes
+        #: Sizes, times and CORS; the server (:mod:`.server`) reads the connection limits.
+        self.http = http or HttpSettings()
         self.files = None
         if files_root is not None:
             if not files_secret_key:
@@ -179,6 +179,7 @@ class GatewayApp:
         raw = scope.get("raw_path")
         path = raw.decode("latin-1") if raw else quote(scope["path"])
         path = path.split("?", 1)[0]
+        limits.check_head(scope, self.http.max_header_bytes)
         if await self._builtin(method, path, scope, receive, send):
             return
         try:
@@ -250,7 +251,9 @@ class GatewayApp:
         try:
             request, timeout = await self._request(endpoint, params, scope, receive, dict(headers))
         except jsonmap.BadBody as exc:
-            raise errors.invalid_argument(str(exc)) from exc
+            raise errors.invalid_argument(
+                str(exc), field=exc.field or jsonmap.BODY_FIELD, description=exc.description
+            ) from exc
         except BadValue as exc:
             raise errors.invalid_argument(
                 str(exc), field=exc.field, description=exc.description
@@ -259,6 +262,7 @@ class GatewayApp:
             raise errors.invalid_argument(str(exc)) from exc
         client = scope.get("client")
         metadata = incoming_metadata(headers, peer_host=client[0] if client else None)
+        limits.check_metadata(metadata)
         call = endpoint.upstream.callable(request, metadata=metadata, timeout=timeout)
         if endpoint.stream is None:
             await self._unary(call, endpoint.binding, receive, send)
@@ -285,7 +289,7 @@ class GatewayApp:
         binding = endpoint.binding
         request = endpoint.upstream.request_class()
         if binding.body:
-            raw = await asgi.read_body(receive, self.max_body_bytes)
+            raw = await self._body(headers, receive)
             jsonmap.parse_body(raw, request, binding.body)
         for field_path, text in params.items():
             fields = resolve_field_path(descriptor_of(request), field_path)
@@ -300,6 +304,26 @@ class GatewayApp:
             set_from_text(request, [field], [last_id], "Last-Event-ID")
         timeout = parse_timeout(headers["grpc-timeout"]) if "grpc-timeout" in headers else None
         return request, timeout
+
+    async def _body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
+        """The JSON body: 413 by its declared length before reading, 415 unless it is JSON,
+        408 if it does not arrive in time."""
+        limit = self.http.max_body_bytes
+        length = limits.declared_length(headers)
+        if length is not None and length > limit:
+            raise limits.body_too_large(limit)
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        limits.check_json(headers, has_body=bool(length) or chunked)
+        try:
+            async with asyncio.timeout(self.http.body_timeout_s):
+                return await asgi.read_body(receive, limit)
+        except TimeoutError:
+            raise errors.GatewayError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"request body not received within {self.http.body_timeout_s:g}s",
+                http_status=408,
+                headers={"connection": "close"},
+            ) from None
 
     async def _unary(self, call: Any, binding: Binding, receive: Receive, send: Send) -> None:
         gone = asyncio.Event()
@@ -335,6 +359,7 @@ def build_gateway_app(
     comments: Mapping[str, str] | None = None,
     stream_options: Mapping[str, StreamOptions] | None = None,
     heartbeat_s: float = 15.0,
+    http: HttpSettings | None = None,
 ) -> GatewayApp:
     """The gateway for ``services`` (default: mediagen.v1.MediaGenerationService) over ``channel``.
 
@@ -342,6 +367,7 @@ def build_gateway_app(
     signed with ``files_secret_key`` (the service's SECRET_KEY; required with a root).
     ``comments``: extra proto comments for the OpenAPI document (see :mod:`.comments`).
     ``stream_options``: per-method SSE id/resume fields, by method full name.
+    ``http``: request limits and CORS (default: :class:`mediagen.config.HttpSettings`).
     """
     return GatewayApp(
         channel,
@@ -351,4 +377,5 @@ def build_gateway_app(
         comments=comments,
         stream_options=stream_options,
         heartbeat_s=heartbeat_s,
+        http=http,
     )

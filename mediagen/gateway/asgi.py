@@ -61,6 +61,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"request body exceeds {limit} bytes",
                 http_status=413,
+                headers={"connection": "close"},  # the rest of the body is not read
             )
         chunks.append(chunk)
         if not message.get("more_body", False):

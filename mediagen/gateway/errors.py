@@ -23,7 +23,7 @@ import grpc
 from google.protobuf import any_pb2, json_format
 from google.protobuf.message import DecodeError, Message
 
-from mediagen.errors import http_status_for
+from mediagen.errors import MAX_MESSAGE_BYTES, bounded, http_status_for
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -52,7 +52,8 @@ class GatewayError(Exception):
             holder = any_pb2.Any()
             holder.Pack(detail)
             packed.append(holder)
-        return status_pb2.Status(code=self.code.value[0], message=self.message, details=packed)
+        message = bounded(self.message, MAX_MESSAGE_BYTES)  # it may quote the caller's input
+        return status_pb2.Status(code=self.code.value[0], message=message, details=packed)
 
 
 def invalid_argument(message: str, *, field: str = "", description: str = "") -> GatewayError:
@@ -60,7 +61,7 @@ def invalid_argument(message: str, *, field: str = "", description: str = "") ->
     details: list[Message] = []
     if field:
         violation = error_details_pb2.BadRequest.FieldViolation(
-            field=field, description=description or message
+            field=bounded(field), description=bounded(description or message)
         )
         details.append(error_details_pb2.BadRequest(field_violations=[violation]))
     return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, message, details)

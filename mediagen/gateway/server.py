@@ -10,6 +10,12 @@ The embedded server leaves signal handling to its host (``mediagen serve`` owns 
 :class:`RunningGateway` is stopped by calling :meth:`RunningGateway.stop`, which ends open
 streams with UNAVAILABLE, stops accepting connections and lets in-flight requests finish for up
 to the grace period.
+
+Limits (:class:`mediagen.config.HttpSettings`, carried by the app): request head size and read
+time, body read time, idle keep-alive and open connections are enforced by
+:class:`mediagen.gateway.protocol.LimitedH11Protocol`; body size, media type and head size by
+the app. CORS is off unless origins are configured; then Starlette's ``CORSMiddleware`` answers
+preflights and adds ``Access-Control-Allow-Origin`` for those origins only.
 """
 
 from __future__ import annotations
@@ -22,11 +28,18 @@ from dataclasses import dataclass
 
 import grpc
 import uvicorn
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
-from mediagen.config import Settings, TLSSettings
+from mediagen.config import HttpSettings, Settings, TLSSettings
 from mediagen.gateway.app import GatewayApp, build_gateway_app
+from mediagen.gateway.protocol import LimitedH11Protocol
 from mediagen.net import listen_tcp
 from mediagen.tls import ClientTLS, uvicorn_ssl_options
+
+#: Methods and headers a configured cross-site origin may use.
+CORS_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
+CORS_EXPOSED_HEADERS = ("retry-after",)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -72,8 +85,12 @@ async def start_gateway(
     with ``tls`` (and a client certificate required when it has a client CA)."""
     ssl_options = uvicorn_ssl_options(tls) if tls is not None else {}
     sock = listen_tcp(host, port)
+    http = app.http
     config = uvicorn.Config(
-        app,
+        with_cors(app, http),
+        http=LimitedH11Protocol.under(http),
+        h11_max_incomplete_event_size=http.max_header_bytes,
+        timeout_keep_alive=math.ceil(http.keepalive_s),  # the protocol uses the exact value
         log_config=None,
         access_log=False,
         lifespan="off",
@@ -95,20 +112,45 @@ async def start_gateway(
     return RunningGateway(app, host, bound_port, server, task, scheme)
 
 
+def upstream_options(settings: Settings) -> list[tuple[str, int]]:
+    """Options of the gateway's channel to the API: its answers may be as large as the API
+    sends (``MEDIAGEN_GRPC_MAX_MESSAGE_BYTES``), not only gRPC's 4 MiB client default."""
+    size = settings.grpc_max_message_bytes
+    return [("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
+
+
+def with_cors(app: ASGIApp, http: HttpSettings) -> ASGIApp:
+    """``app`` itself without configured origins (no CORS headers at all), else wrapped."""
+    if not http.cors_origins:
+        return app
+    return CORSMiddleware(
+        app,
+        allow_origins=list(http.cors_origins),
+        allow_methods=list(CORS_METHODS),
+        allow_headers=["*"],  # echoes what the preflight asks for; no credentials are allowed
+        expose_headers=list(CORS_EXPOSED_HEADERS),
+        max_age=600,
+    )
+
+
 async def run_gateway(
     settings: Settings, grpc_target: str, *, upstream_tls: ClientTLS | None = None
 ) -> None:
     """``mediagen gateway``: serve on settings.host:settings.http_port until cancelled, calling
     the API at ``grpc_target`` (over TLS with ``upstream_tls``)."""
+    options = upstream_options(settings)
     channel = (
-        grpc.aio.secure_channel(grpc_target, upstream_tls.grpc_credentials())
+        grpc.aio.secure_channel(grpc_target, upstream_tls.grpc_credentials(), options=options)
         if upstream_tls is not None
-        else grpc.aio.insecure_channel(grpc_target)
+        else grpc.aio.insecure_channel(grpc_target, options=options)
     )
     try:
         files_root = settings.media_dir if settings.storage_type == "local" else None
         app = build_gateway_app(
-            channel, files_root=files_root, files_secret_key=settings.secret_key
+            channel,
+            files_root=files_root,
+            files_secret_key=settings.secret_key,
+            http=settings.http,
         )
         running = await start_gateway(
             app,

@@ -35,6 +35,8 @@ from google.protobuf.descriptor import (
 )
 from google.protobuf.message import Message
 
+from mediagen.errors import bounded
+
 _F = FieldDescriptor
 
 _INT_RANGES: dict[int, tuple[int, int]] = {
@@ -137,7 +139,9 @@ def scalar_from_text(field: FieldDescriptor, text: str, path: str) -> object:
 
 def _int(field: FieldDescriptor, text: str, path: str) -> object:
     if not _INT_TEXT.match(text):
-        raise BadValue(path, f"invalid integer {text!r}")
+        raise BadValue(path, f"invalid integer {bounded(text, 40)!r}")
+    if len(text) > 40:  # past any 64-bit value; int() refuses over 4300 digits anyway
+        raise BadValue(path, f"integer {bounded(text, 40)!r} out of range")
     value = int(text)
     low, high = _INT_RANGES[field.type]
     if not low <= value <= high:

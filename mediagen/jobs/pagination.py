@@ -4,6 +4,10 @@ A token carries the last (create_time, id) of a page, the filter it was made for
 scope of the listing, signed with the service's SECRET_KEY so callers cannot forge a position or
 read the format as an API. A token is only good for the listing it came from: the same status
 filter and the same caller's scope (one tenant's token cannot page through another's jobs).
+
+A valid signature is not trusted blindly: whoever holds the key (or a leaked one) could sign
+anything, so the contents are checked as strictly as any input (types, lengths, an aware
+timestamp) before they reach a query.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mediagen.errors import FieldViolation, InvalidArgument
+
+#: Real tokens are about 130 characters; anything much longer is not one of ours.
+MAX_TOKEN_CHARS = 512
+#: Job ids are UUIDs (36 characters); status filters are short state names.
+_MAX_ID_CHARS = 36
+_MAX_FILTER_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,8 @@ def decode_token(
     """Parse a token; INVALID_ARGUMENT if it is malformed, forged, or for another filter or
     another caller's scope."""
     bad = InvalidArgument([FieldViolation("page_token", "is not a valid page token")])
+    if len(token) > MAX_TOKEN_CHARS:
+        raise bad
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except ValueError:
@@ -54,15 +66,9 @@ def decode_token(
     signature, body = raw[:16], raw[16:]
     if len(signature) < 16 or not hmac.compare_digest(signature, _sign(secret, body)):
         raise bad
-    try:
-        created, job_id, token_filter, token_scope = json.loads(body)
-        if token_scope is not None and not isinstance(token_scope, str):
-            raise TypeError("tenant scope")
-        cursor = Cursor(
-            datetime.fromisoformat(created), str(job_id), str(token_filter), token_scope
-        )
-    except (ValueError, TypeError):
-        raise bad from None
+    cursor = _parse_body(body)
+    if cursor is None:
+        raise bad
     if cursor.tenant_scope != tenant_scope:
         # Says nothing about whose listing it was.
         raise InvalidArgument([FieldViolation("page_token", "was issued to another caller")])
@@ -71,3 +77,30 @@ def decode_token(
             [FieldViolation("page_token", "was issued for a different status filter")]
         )
     return cursor
+
+
+def _parse_body(body: bytes) -> Cursor | None:
+    """The cursor a signed body holds, or None if it is not exactly what encode_token writes."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested absurdly deep
+        return None
+    if not (isinstance(value, list) and len(value) == 4):
+        return None
+    created, job_id, token_filter, scope = value
+    if not all(isinstance(v, str) for v in (created, job_id, token_filter)):
+        return None
+    if scope is not None and not (isinstance(scope, str) and len(scope) <= _MAX_ID_CHARS * 4):
+        return None
+    texts = (job_id, token_filter, scope or "")
+    if len(job_id) > _MAX_ID_CHARS or len(token_filter) > _MAX_FILTER_CHARS:
+        return None
+    if any("\x00" in text for text in texts):  # PostgreSQL refuses NUL in text
+        return None
+    try:
+        create_time = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    if create_time.utcoffset() is None:  # the store compares aware timestamps only
+        return None
+    return Cursor(create_time, job_id, token_filter, scope)

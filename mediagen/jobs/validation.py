@@ -7,15 +7,16 @@ paths, so a caller fixes a request in one round trip. Nothing is stored for a re
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 
-from mediagen.errors import FieldViolation, InvalidArgument
+from mediagen.errors import FieldViolation, InvalidArgument, bounded
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as service_pb2
 
@@ -23,7 +24,12 @@ MAX_PROMPT_CHARS = 2000
 MAX_LABELS = 32
 MAX_LABEL_VALUE_CHARS = 256
 MAX_EXTRA_INPUT_BYTES = 16 * 1024
+#: Objects and lists in extra_input nest at most this deep (model inputs are shallow).
+MAX_EXTRA_INPUT_DEPTH = 32
+#: Problems reported for one extra_input before the walk stops.
+_MAX_EXTRA_PROBLEMS = 8
 NUL_MESSAGE = "must not contain NUL (U+0000)"
+NOT_FINITE_MESSAGE = "must be a finite number (NaN and Infinity are not allowed)"
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # owner/name, optionally :<64-hex version>, as Replicate spells model references.
 _MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(:[0-9a-f]{64})?$")
@@ -86,13 +92,15 @@ def validate_generate(
     model = request.model.strip() or default_model
     if not _MODEL.match(model):
         violations.append(
-            FieldViolation("model", f"{model!r} is not an owner/name[:version] model reference")
+            FieldViolation(
+                "model", f"{bounded(model, 60)!r} is not an owner/name[:version] model reference"
+            )
         )
     elif model not in allowed_models:
         violations.append(
             FieldViolation(
                 "model",
-                f"{model!r} is not allowed here; allowed: {', '.join(allowed_models)}",
+                f"{bounded(model, 60)!r} is not allowed here; allowed: {', '.join(allowed_models)}",
                 "MODEL_NOT_ALLOWED",
             )
         )
@@ -124,7 +132,11 @@ def _check_parameters(params: job_pb2.GenerationParameters) -> list[FieldViolati
     for name, low, high in _RANGES:
         if params.HasField(name):  # type: ignore[arg-type]
             value = getattr(params, name)
-            if not low <= value <= high:
+            if not math.isfinite(value):
+                violations.append(
+                    FieldViolation(f"parameters.{name}", NOT_FINITE_MESSAGE, "NOT_FINITE")
+                )
+            elif not low <= value <= high:
                 violations.append(
                     FieldViolation(
                         f"parameters.{name}",
@@ -150,25 +162,71 @@ def _check_parameters(params: job_pb2.GenerationParameters) -> list[FieldViolati
             FieldViolation("parameters.output_format", f"unknown format {params.output_format}")
         )
     if params.HasField("extra_input"):
-        extra = json_format.MessageToDict(params.extra_input)
-        typed = {f.name for f in job_pb2.GenerationParameters.DESCRIPTOR.fields} | {"prompt"}
-        for key in sorted(set(extra) & typed):
-            violations.append(
-                FieldViolation(
-                    f"parameters.extra_input.{key}",
-                    "is a typed parameter; set it in parameters instead",
-                    "DUPLICATE_PARAMETER",
-                )
-            )
-        if len(json.dumps(extra)) > MAX_EXTRA_INPUT_BYTES:
-            violations.append(
-                FieldViolation(
-                    "parameters.extra_input",
-                    f"must be at most {MAX_EXTRA_INPUT_BYTES} bytes as JSON",
-                    "TOO_LONG",
-                )
-            )
+        violations += _check_extra_input(params.extra_input)
     return violations
+
+
+def _check_extra_input(extra_input: struct_pb2.Struct) -> list[FieldViolation]:
+    where = "parameters.extra_input"
+    too_long = FieldViolation(
+        where, f"must be at most {MAX_EXTRA_INPUT_BYTES} bytes as JSON", "TOO_LONG"
+    )
+    # The wire size is a cheap upper bound on the work below (JSON is never much shorter).
+    if extra_input.ByteSize() > 4 * MAX_EXTRA_INPUT_BYTES:
+        return [too_long]
+    problems = _struct_problems(extra_input, where)
+    if problems:  # JSON cannot hold them: report them before anything converts
+        return problems
+    violations = []
+    extra = json_format.MessageToDict(extra_input)
+    typed = {f.name for f in job_pb2.GenerationParameters.DESCRIPTOR.fields} | {"prompt"}
+    for key in sorted(set(extra) & typed):
+        violations.append(
+            FieldViolation(
+                f"{where}.{key}",
+                "is a typed parameter; set it in parameters instead",
+                "DUPLICATE_PARAMETER",
+            )
+        )
+    if len(json.dumps(extra)) > MAX_EXTRA_INPUT_BYTES:
+        violations.append(too_long)
+    return violations
+
+
+def _struct_problems(struct: struct_pb2.Struct, where: str) -> list[FieldViolation]:
+    """Values JSON (and the model) cannot take: NaN and Infinity, NUL in strings and keys
+    (PostgreSQL refuses it), nesting past :data:`MAX_EXTRA_INPUT_DEPTH`; each by its path."""
+    problems: list[FieldViolation] = []
+    pending: list[tuple[str, struct_pb2.Value, int]] = []
+
+    def push_fields(fields: Any, path: str, depth: int) -> None:
+        for key in sorted(fields, reverse=True):  # popped in key order
+            if "\x00" in key:
+                problems.append(FieldViolation(path, f"keys {NUL_MESSAGE}", "INVALID_CHARACTER"))
+            pending.append((f"{path}.{bounded(key, 80)}", fields[key], depth))
+
+    push_fields(struct.fields, where, 1)
+    while pending and len(problems) < _MAX_EXTRA_PROBLEMS:
+        path, value, depth = pending.pop()
+        kind = value.WhichOneof("kind")
+        if kind == "number_value" and not math.isfinite(value.number_value):
+            problems.append(FieldViolation(path, NOT_FINITE_MESSAGE, "NOT_FINITE"))
+        elif kind == "string_value" and "\x00" in value.string_value:
+            problems.append(FieldViolation(path, NUL_MESSAGE, "INVALID_CHARACTER"))
+        elif kind in ("struct_value", "list_value") and depth >= MAX_EXTRA_INPUT_DEPTH:
+            problems.append(
+                FieldViolation(
+                    path, f"nests deeper than {MAX_EXTRA_INPUT_DEPTH} levels", "TOO_DEEP"
+                )
+            )
+        elif kind == "struct_value":
+            push_fields(value.struct_value.fields, path, depth + 1)
+        elif kind == "list_value":
+            items = value.list_value.values
+            pending.extend(
+                (f"{path}[{i}]", items[i], depth + 1) for i in reversed(range(len(items)))
+            )
+    return problems
 
 
 def _check_labels(labels: dict[str, str]) -> list[FieldViolation]:
@@ -176,17 +234,14 @@ def _check_labels(labels: dict[str, str]) -> list[FieldViolation]:
     if len(labels) > MAX_LABELS:
         violations.append(FieldViolation("labels", f"at most {MAX_LABELS} labels"))
     for key, value in sorted(labels.items()):
+        where = f"labels[{bounded(key, 80)!r}]"  # a key may be as long as the whole request
         if not _LABEL_KEY.match(key):
             violations.append(
-                FieldViolation(
-                    f"labels[{key!r}]", "keys are 1-63 characters [a-z0-9_-] starting with a letter"
-                )
+                FieldViolation(where, "keys are 1-63 characters [a-z0-9_-] starting with a letter")
             )
         if len(value) > MAX_LABEL_VALUE_CHARS:
             violations.append(
-                FieldViolation(
-                    f"labels[{key!r}]", f"values are at most {MAX_LABEL_VALUE_CHARS} characters"
-                )
+                FieldViolation(where, f"values are at most {MAX_LABEL_VALUE_CHARS} characters")
             )
     return violations
 

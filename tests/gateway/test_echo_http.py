@@ -103,6 +103,9 @@ async def test_unannotated_method_is_not_routed(http):
     assert response.json() == {"code": 5, "message": "Not Found", "details": []}
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "field"),
     [
@@ -112,9 +115,9 @@ async def test_unannotated_method_is_not_routed(http):
         ("GET", "/v1/echo/abc", {"params": [("number", "1"), ("number", "2")]}, "number"),
         ("GET", "/v1/echo/%FF", {}, None),
         ("GET", "/v1/echo/abc?number=%FF", {}, None),
-        ("POST", "/v1/echo/abc", {"content": b"{not json"}, None),
-        ("POST", "/v1/echo/abc", {"content": b'{"number": "many"}'}, None),
-        ("POST", "/v1/echo/abc", {"content": b'{"nested": [1]}'}, None),
+        ("POST", "/v1/echo/abc", {"content": b"{not json", "headers": JSON}, None),
+        ("POST", "/v1/echo/abc", {"content": b'{"number": "many"}', "headers": JSON}, None),
+        ("POST", "/v1/echo/abc", {"content": b'{"nested": [1]}', "headers": JSON}, None),
         ("GET", "/v1/echo/abc", {"headers": {"Grpc-Timeout": "soon"}}, None),
     ],
 )

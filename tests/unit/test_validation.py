@@ -1,10 +1,18 @@
+import math
 from typing import Any
 
 import pytest
 from google.protobuf import struct_pb2
 
 from mediagen.errors import InvalidArgument
-from mediagen.jobs.validation import JobSpec, validate_generate
+from mediagen.jobs.validation import (
+    MAX_EXTRA_INPUT_BYTES,
+    MAX_EXTRA_INPUT_DEPTH,
+    NOT_FINITE_MESSAGE,
+    NUL_MESSAGE,
+    JobSpec,
+    validate_generate,
+)
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 
@@ -108,3 +116,67 @@ def test_extra_input_may_not_shadow_typed_fields() -> None:
     extra.update({"width": 5})
     found = violations(prompt="p", parameters=job_pb2.GenerationParameters(extra_input=extra))
     assert "parameters.extra_input.width" in found
+
+
+def extra_input(value: dict[str, Any]) -> job_pb2.GenerationParameters:
+    extra = struct_pb2.Struct()
+    extra.update(value)
+    return job_pb2.GenerationParameters(extra_input=extra)
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"guidance": "N"}, "parameters.extra_input.guidance"),
+        ({"a": {"b": ["x", "N"]}}, "parameters.extra_input.a.b[1]"),
+        ({"list": [[1, {"deep": "N"}]]}, "parameters.extra_input.list[0][1].deep"),
+    ],
+)
+def test_non_finite_numbers_are_named_by_path(
+    number: float, value: dict[str, Any], field: str
+) -> None:
+    def put(item: Any) -> Any:
+        if item == "N":
+            return number
+        if isinstance(item, dict):
+            return {k: put(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [put(v) for v in item]
+        return item
+
+    found = violations(prompt="p", parameters=extra_input(put(value)))
+    assert found == {field: NOT_FINITE_MESSAGE}
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_non_finite_typed_doubles_are_invalid(number: float) -> None:
+    found = violations(prompt="p", parameters=job_pb2.GenerationParameters(guidance_scale=number))
+    assert found == {"parameters.guidance_scale": NOT_FINITE_MESSAGE}
+
+
+def test_nul_in_extra_input_strings_and_keys_is_invalid() -> None:
+    found = violations(prompt="p", parameters=extra_input({"a": "x\x00y", "b\x00": 1}))
+    assert found["parameters.extra_input.a"] == NUL_MESSAGE
+    assert "NUL" in found["parameters.extra_input"]
+
+
+def test_extra_input_nesting_is_bounded() -> None:
+    value: Any = "leaf"
+    for _ in range(MAX_EXTRA_INPUT_DEPTH + 5):
+        value = [value]
+    found = violations(prompt="p", parameters=extra_input({"a": value}))
+    (field, description), *_ = found.items()
+    assert field.startswith("parameters.extra_input.a[0]")
+    assert "deeper" in description
+    value = "leaf"
+    for _ in range(MAX_EXTRA_INPUT_DEPTH - 2):
+        value = {"k": value}
+    assert check(prompt="p", parameters=extra_input({"a": value})).model_input["a"]["k"]
+
+
+def test_huge_extra_input_is_refused_by_size_without_walking_it() -> None:
+    found = violations(prompt="p", parameters=extra_input({f"k{i}": i for i in range(50_000)}))
+    assert found == {
+        "parameters.extra_input": f"must be at most {MAX_EXTRA_INPUT_BYTES} bytes as JSON"
+    }
