@@ -98,10 +98,11 @@ def _require_redis(settings: Settings, role: str) -> None:
     _require_secret_key(settings, role)
 
 
-def _require_secret_key(settings: Settings, role: str) -> None:
-    """A deployment (anything with REDIS_URL) signs with its own key, the same in every
-    process; a missing or public key would let anyone forge page tokens."""
-    problem = secret_key_problem(settings) if settings.distributed else None
+def _require_secret_key(settings: Settings, role: str, *, always: bool = False) -> None:
+    """A deployment (anything with REDIS_URL, or ``always``) signs with its own key, the same
+    in every process; a missing or public key would let anyone forge page tokens and media
+    URLs."""
+    problem = secret_key_problem(settings) if settings.distributed or always else None
     if problem is not None:
         raise ConfigError(
             f"`mediagen {role}` refuses to start: {problem}; set SECRET_KEY to the same "
@@ -172,7 +173,8 @@ async def gateway(
     with ``upstream_tls``)."""
     from mediagen.gateway import run_gateway
 
-    _require_secret_key(settings, "gateway")
+    # It checks the signatures of local media URLs, which the API made with the shared key.
+    _require_secret_key(settings, "gateway", always=settings.storage_type == "local")
     await run_gateway(settings, grpc_target, upstream_tls=upstream_tls)
 
 

@@ -106,6 +106,7 @@ def test_api_on_a_public_address_without_keys_refuses_to_start(
             "MEDIAGEN_GRPC_PORT": str(free_port()),
             "DATABASE_URL": database_url,
             "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "SECRET_KEY": "a-deployment-secret-not-the-public-one",
         },
     )
     assert proc.popen.wait(60) != 0

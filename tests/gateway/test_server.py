@@ -59,7 +59,9 @@ def _free_port() -> int:
 async def test_run_gateway(tmp_path, capsys):
     async with running_stack(fake_stack()) as stack:
         port = _free_port()
-        settings = Settings(data_dir=tmp_path, host="127.0.0.1", http_port=port)
+        settings = Settings(
+            data_dir=tmp_path, host="127.0.0.1", http_port=port, secret_key="test-secret"
+        )
         task = asyncio.create_task(run_gateway(settings, stack.grpc_target))
         for _ in range(500):
             if "gateway listening on" in capsys.readouterr().out or task.done():
@@ -78,7 +80,9 @@ async def test_run_gateway(tmp_path, capsys):
 
 async def test_run_gateway_prints_its_address(tmp_path, capsys):
     port = _free_port()
-    settings = Settings(data_dir=tmp_path, host="127.0.0.1", http_port=port)
+    settings = Settings(
+        data_dir=tmp_path, host="127.0.0.1", http_port=port, secret_key="test-secret"
+    )
     task = asyncio.create_task(run_gateway(settings, "127.0.0.1:9"))
     out = ""
     for _ in range(500):

@@ -217,7 +217,11 @@ async def _stop(task: asyncio.Task[None]) -> None:
 async def test_mediagen_gateway_reaches_an_mtls_api(mtls_service, tls_files, tmp_path, capsys):
     port = free_port()
     settings = Settings(
-        data_dir=tmp_path / "gw", host="127.0.0.1", http_port=port, tls=tls_files.server()
+        data_dir=tmp_path / "gw",
+        host="127.0.0.1",
+        http_port=port,
+        tls=tls_files.server(),
+        secret_key=mtls_service.settings.secret_key,
     )
     task = await _run_gateway(settings, mtls_service.grpc_target, tls_files.client(), capsys)
     try:
@@ -239,7 +243,9 @@ async def test_a_gateway_without_a_client_certificate_cannot_reach_an_mtls_api(
     mtls_service, tls_files, tmp_path, capsys
 ):
     port = free_port()
-    settings = Settings(data_dir=tmp_path / "gw", host="127.0.0.1", http_port=port)
+    settings = Settings(
+        data_dir=tmp_path / "gw", host="127.0.0.1", http_port=port, secret_key="test-secret"
+    )
     task = await _run_gateway(
         settings, mtls_service.grpc_target, tls_files.client(cert=False), capsys
     )

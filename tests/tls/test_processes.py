@@ -4,6 +4,7 @@ CLI (and a separate `mediagen gateway`) as real processes against it."""
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -17,6 +18,9 @@ import pytest
 from mediagen.cli import EXIT_FAILED, EXIT_OK
 from tests.fixtures.processes import Cluster, free_port, wait_for_grpc_health
 from tests.fixtures.tls import TLSFiles, make_tls_files
+
+#: Shared by the API and a separate gateway, as in a deployment.
+SECRET_KEY = secrets.token_hex(16)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 "MEDIAGEN_TLS_CERT": str(pki.server_cert),
                 "MEDIAGEN_TLS_KEY": str(pki.server_key),
                 "MEDIAGEN_TLS_CLIENT_CA": str(pki.ca),
+                "SECRET_KEY": SECRET_KEY,
             },
         )
         target = f"127.0.0.1:{grpc_port}"
@@ -196,6 +201,7 @@ def test_a_separate_gateway_process_reaches_the_mtls_api(served: Served, tmp_pat
         env={
             "MEDIAGEN_DATA_DIR": str(tmp_path / "gateway"),
             "MEDIAGEN_HTTP_PORT": str(port),
+            "SECRET_KEY": SECRET_KEY,  # the API's: the gateway checks its media URLs
             # Its own listener: HTTPS with the same certificate, no client certificates asked.
             "MEDIAGEN_TLS_CERT": str(pki.server_cert),
             "MEDIAGEN_TLS_KEY": str(pki.server_key),
