@@ -49,10 +49,7 @@ def build_bus(settings: Settings) -> EventBus:
 
 
 def build_provider(settings: Settings) -> ReplicateProvider:
-    return ReplicateProvider(
-        api_token=settings.replicate_api_token,
-        base_url=settings.replicate_base_url,
-    )
+    return ReplicateProvider.from_settings(settings)
 
 
 @contextlib.asynccontextmanager
