@@ -308,6 +308,8 @@ class ReplicateProvider:
         return cls(
             api_token=settings.replicate_api_token,
             base_url=base_url or settings.replicate_base_url,
+            # Connecting never needs more than the usual 5 s, nor more than a whole answer may.
+            connect_timeout_s=min(5.0, settings.provider_read_timeout_s),
             read_timeout_s=settings.provider_read_timeout_s,
             webhook_url=settings.effective_webhook_url,
         )
