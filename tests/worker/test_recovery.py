@@ -117,7 +117,7 @@ async def test_twin_jobs_each_recover_their_own_prediction(worker: Worker) -> No
     # old recovery (same model and input, newest first) would hand B's prediction to A.
     worker.emulator.emulator.inject(
         ServerError(route=Route.CREATE, status=502, after=True, times=1),
-        Delay(route=Route.LIST, delay_s=0.3, times=None),  # B's create comes before A's lookup
+        Delay(route=Route.LIST, delay_s=0.15, times=None),  # B's create comes before A's lookup
     )
     a = await worker.submit("the same fox")
     worker.start(a)
