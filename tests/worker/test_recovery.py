@@ -211,3 +211,23 @@ async def test_a_definite_refusal_is_not_looked_for(worker: Worker) -> None:
     assert done.status == job_pb2.JOB_STATE_SUCCEEDED
     assert lookups == 0
     assert await worker.creates_by_job() == {job: 1}
+
+
+async def test_cancelled_while_waiting_for_a_late_create_it_ends_without_creating(
+    worker: Worker,
+) -> None:
+    worker.emulator.emulator.inject(ServerError(route=Route.CREATE, status=503, times=1))
+    job = await worker.submit("a fox that is cancelled")
+    worker.start(job)
+    stats = worker.emulator.emulator.stats_json
+    await wait_until(lambda: asyncio.sleep(0, stats()["requests"]["list"]), bool)
+
+    running, event = await worker.store.cancel(job)  # while the attempt waits to look again
+    assert event is not None
+    await worker.runner.bus.publish(event)  # as the servicer does
+    done = await worker.finished(job)
+
+    assert running.status == job_pb2.JOB_STATE_RUNNING and running.cancel_requested
+    assert done.status == job_pb2.JOB_STATE_CANCELED
+    assert stats()["requests"]["list"] == 2  # it still looked once more before giving up
+    assert worker.emulator.emulator.predictions == []
