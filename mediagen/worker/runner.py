@@ -235,7 +235,9 @@ class JobRunner:
         except PredictionOwned as exc:
             # Another job's: not ours to follow or cancel. Whatever our create made carries our
             # marker, and the next attempt looks for it before creating again.
-            raise _Transient(f"the provider answered with a prediction {exc}"[:300]) from exc
+            raise _Transient(
+                f"the create answered with prediction {exc.prediction_id}, which another job holds"
+            ) from exc
         log.info("job=%s prediction=%s created", job.id, prediction.id)
         return prediction
 
