@@ -231,3 +231,28 @@ async def test_cancelled_while_waiting_for_a_late_create_it_ends_without_creatin
     assert done.status == job_pb2.JOB_STATE_CANCELED
     assert stats()["requests"]["list"] == 2  # it still looked once more before giving up
     assert worker.emulator.emulator.predictions == []
+
+
+async def test_a_create_answering_with_another_jobs_prediction_is_not_adopted(
+    worker: Worker,
+) -> None:
+    # The answer is held back (within the deadline) while another job comes to hold the very
+    # prediction it names: storing it is refused, and the job ends with a prediction of its own.
+    worker.emulator.emulator.inject(Delay(route=Route.CREATE, delay_s=0.2, after=True, times=1))
+    job = await worker.submit("a contested fox")
+    other = await worker.submit("someone else")
+    assert await worker.store.claim(other, "elsewhere", 60)
+    worker.start(job)
+    (contested,) = await wait_until(
+        lambda: asyncio.sleep(0, worker.emulator.emulator.predictions), bool
+    )
+    await worker.store.set_prediction(other, "elsewhere", contested.id)
+
+    done = await worker.finished(job)
+
+    assert done.status == job_pb2.JOB_STATE_SUCCEEDED
+    mine = await worker.prediction_of(job)
+    assert mine is not None and mine != contested.id
+    assert await worker.prediction_of(other) == contested.id
+    assert worker.emulator.emulator.stats_json()["requests"]["cancel"] == 0
+    assert await worker.creates_by_job() == {job: 2}  # the contested one, and its own
