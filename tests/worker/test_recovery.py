@@ -128,7 +128,7 @@ async def test_twin_jobs_each_recover_their_own_prediction(worker: Worker) -> No
     done = [await worker.finished(a), await worker.finished(b)]
 
     assert [j.status for j in done] == [job_pb2.JOB_STATE_SUCCEEDED] * 2
-    assert done[0].attempt >= 2 and done[1].attempt == 1
+    assert done[0].attempt >= 2  # A lost its first answer
     of_a, of_b = await worker.prediction_of(a), await worker.prediction_of(b)
     assert of_a is not None and of_b is not None and of_a != of_b
     assert await worker.creates_by_job() == {a: 1, b: 1}
