@@ -160,6 +160,12 @@ class Settings:
     allowed_models: tuple[str, ...] = ()
     poll_interval_s: float = 0.5  # first provider poll; backs off to poll_interval_max_s
     poll_interval_max_s: float = 2.0
+    provider_read_timeout_s: float = 30.0  # longest silence in a provider answer
+    # Base of the marker URL every create carries; default <public url>/webhooks/replicate.
+    webhook_url: str | None = None
+    # After a create without a definite answer, a prediction that late may still appear: a lookup
+    # finding nothing is trusted only this long after the lost create (docs/predictions.md).
+    ambiguous_settle_s: float = 30.0
 
     storage_type: str = "local"  # "local" or "s3"
     s3: S3Settings = field(default_factory=S3Settings)
@@ -231,6 +237,10 @@ class Settings:
     def secret_key_path(self) -> Path:
         """Where `serve` keeps its generated SECRET_KEY."""
         return self.data_dir / "secret_key"
+
+    @property
+    def effective_webhook_url(self) -> str:
+        return (self.webhook_url or f"{self.effective_public_url}/webhooks/replicate").rstrip("/")
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -312,6 +322,11 @@ class Settings:
             allowed_models=_list(env, "MEDIAGEN_ALLOWED_MODELS"),
             poll_interval_s=_float(env, "MEDIAGEN_POLL_INTERVAL_S", d.poll_interval_s),
             poll_interval_max_s=_float(env, "MEDIAGEN_POLL_INTERVAL_MAX_S", d.poll_interval_max_s),
+            provider_read_timeout_s=_float(
+                env, "MEDIAGEN_PROVIDER_READ_TIMEOUT_S", d.provider_read_timeout_s
+            ),
+            webhook_url=env.get("MEDIAGEN_WEBHOOK_URL") or None,
+            ambiguous_settle_s=_float(env, "MEDIAGEN_AMBIGUOUS_SETTLE_S", d.ambiguous_settle_s),
             storage_type=storage_type,
             s3=s3,
             max_output_bytes=_int(env, "MEDIAGEN_MAX_OUTPUT_BYTES", d.max_output_bytes),

@@ -83,7 +83,10 @@ class Throttle(_RequestRule):
 
 @dataclass(frozen=True, kw_only=True)
 class Delay(_RequestRule):
-    """Wait ``delay_s`` before handling the call (or, with ``after``, before answering)."""
+    """Wait ``delay_s`` before handling the call (or, with ``after``, before answering).
+
+    The request has arrived either way: a call whose client gives up meanwhile is still handled
+    (a create delayed past the client's deadline still makes its prediction, late)."""
 
     kind: ClassVar[str] = "delay"
     delay_s: float = 1.0

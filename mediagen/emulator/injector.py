@@ -71,6 +71,10 @@ class FaultInjector:
             elif prediction_id is not None:
                 subject = self.emulator.prompt_of(prediction_id)
         before = plan.take(route, subject, after=False)
+        if isinstance(before, Delay):
+            # The request has arrived; only its handling is slow. Read it now, so it is still
+            # handled (a late create still happens) if the client gives up meanwhile.
+            _, receive = await _read_body(receive)
         if before is not None and not await self._apply(before, scope, receive, send):
             return
         after = plan.take(route, subject, after=True)
@@ -125,6 +129,17 @@ class _Recorder:
 
 async def _prompt_of_body(receive: Receive) -> tuple[str | None, Receive]:
     """The create body's ``input.prompt``, and a ``receive`` that replays the body read."""
+    body, replay = await _read_body(receive)
+    try:
+        data = json.loads(body)
+        prompt = data["input"]["prompt"]
+    except (ValueError, KeyError, TypeError):
+        return None, replay
+    return (prompt if isinstance(prompt, str) else None), replay
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole request body, and a ``receive`` that replays it."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -143,9 +158,4 @@ async def _prompt_of_body(receive: Receive) -> tuple[str | None, Receive]:
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
-    try:
-        data = json.loads(body)
-        prompt = data["input"]["prompt"]
-    except (ValueError, KeyError, TypeError):
-        return None, replay
-    return (prompt if isinstance(prompt, str) else None), replay
+    return body, replay

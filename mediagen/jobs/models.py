@@ -88,10 +88,13 @@ class JobRow(Base):
     error: Mapped[bytes | None] = mapped_column(LargeBinary)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    #: The provider's prediction, stored before waiting on it so no attempt pays twice.
-    prediction_id: Mapped[str | None] = mapped_column(String(100))
+    #: The provider's prediction, stored before waiting on it so no attempt pays twice. Unique:
+    #: one prediction belongs to at most one job (docs/predictions.md).
+    prediction_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     #: Set just before a create call: if no id got stored, the create may still have happened.
     prediction_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The attempt that sent that create: with the job id, the marker it carried.
+    prediction_attempt: Mapped[int | None] = mapped_column(Integer)
 
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

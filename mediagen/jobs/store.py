@@ -74,6 +74,15 @@ class LeaseLost(Exception):
     job finished another way. The worker must stop touching it."""
 
 
+class PredictionOwned(Exception):
+    """The prediction is already another job's: one prediction belongs to at most one job (the
+    unique key on ``jobs.prediction_id`` refuses a second)."""
+
+    def __init__(self, prediction_id: str) -> None:
+        super().__init__(f"prediction {prediction_id} already belongs to another job")
+        self.prediction_id = prediction_id
+
+
 @dataclass(frozen=True)
 class ClaimedJob:
     """What a worker needs to run an attempt."""
@@ -84,6 +93,8 @@ class ClaimedJob:
     attempt: int
     prediction_id: str | None
     prediction_requested_at: datetime | None
+    #: The attempt that sent the create of ``prediction_requested_at`` (its marker's attempt).
+    prediction_attempt: int | None
     cancel_requested: bool
     owner: str
 
@@ -373,6 +384,7 @@ class JobStore:
                 attempt=row.attempt,
                 prediction_id=row.prediction_id,
                 prediction_requested_at=row.prediction_requested_at,
+                prediction_attempt=row.prediction_attempt,
                 cancel_requested=row.cancel_requested,
                 owner=owner,
             )
@@ -394,18 +406,36 @@ class JobStore:
             raise LeaseLost(job_id)
         return bool(requested)
 
-    async def mark_prediction_requested(self, job_id: str, owner: str) -> datetime:
-        """Record that a create call is about to be made (the id may never come back)."""
+    async def mark_prediction_requested(self, job_id: str, owner: str, attempt: int) -> datetime:
+        """Record that attempt ``attempt`` is about to send a create (the id may never come
+        back; the marker the create carries is made of the job id and that attempt)."""
         now = self._clock()
-        await self._set_held(job_id, owner, prediction_requested_at=now)
+        await self._set_held(job_id, owner, prediction_requested_at=now, prediction_attempt=attempt)
         return now
 
     async def set_prediction(self, job_id: str, owner: str, prediction_id: str | None) -> None:
-        """Store (or clear) the provider prediction of the job."""
+        """Store (or clear) the provider prediction of the job. Raises PredictionOwned if
+        another job has it, LeaseLost if the job is no longer ours."""
         values: dict[str, Any] = {"prediction_id": prediction_id}
         if prediction_id is None:
-            values["prediction_requested_at"] = None
-        await self._set_held(job_id, owner, **values)
+            values |= {"prediction_requested_at": None, "prediction_attempt": None}
+        try:
+            await self._set_held(job_id, owner, **values)
+        except IntegrityError as exc:
+            assert prediction_id is not None  # clearing cannot break the unique key
+            raise PredictionOwned(prediction_id) from exc
+
+    async def prediction_owners(self, prediction_ids: Sequence[str]) -> dict[str, str]:
+        """The job that holds each of these predictions, for those some job holds."""
+        if not prediction_ids:
+            return {}
+        async with self.db.reading() as session:
+            rows = await session.execute(
+                select(JobRow.prediction_id, JobRow.id).where(
+                    JobRow.prediction_id.in_(list(prediction_ids))
+                )
+            )
+            return {prediction: job for prediction, job in rows if prediction}
 
     async def progress(self, job_id: str, owner: str, value: float) -> job_pb2.JobEvent | None:
         """Raise the job's progress to ``value``; None if it was not higher."""
@@ -487,7 +517,11 @@ class JobStore:
             "enqueued_at": None,
         }
         if not keep_prediction:
-            values |= {"prediction_id": None, "prediction_requested_at": None}
+            values |= {
+                "prediction_id": None,
+                "prediction_requested_at": None,
+                "prediction_attempt": None,
+            }
         async with self.db.writing() as session:
             event = await self._transition(
                 session, job_id, Transition.RETRY, where=self._held(job_id, owner), values=values

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from mediagen.providers.marker import Marker
+
 
 class PredictionStatus(enum.StrEnum):
     """Replicate's prediction states, plus ``aborted`` (deadline passed before it started)."""
@@ -55,7 +57,7 @@ class ProviderError(Exception):
 
     ``transient``: retrying later may succeed (network, 5xx, 429); ``retry_after_s`` is the
     provider's own hint when it gave one. ``ambiguous``: a create may or may not have started a
-    prediction (the request was sent but no answer came back).
+    prediction (no definite answer came back: see :mod:`mediagen.providers.ambiguity`).
     """
 
     def __init__(
@@ -81,8 +83,11 @@ class ProviderError(Exception):
 class Provider(Protocol):
     """A model provider."""
 
-    async def create(self, model: str, model_input: Mapping[str, Any]) -> Prediction:
-        """Start one prediction. Never retried blindly: see ``ProviderError.ambiguous``."""
+    async def create(
+        self, model: str, model_input: Mapping[str, Any], *, marker: Marker | None = None
+    ) -> Prediction:
+        """Start one prediction, stored with ``marker`` so :meth:`find_marked` can find it.
+        Never retried blindly: see ``ProviderError.ambiguous``."""
         ...
 
     async def get(self, prediction_id: str) -> Prediction:
@@ -93,14 +98,14 @@ class Provider(Protocol):
         """Ask the provider to cancel; returns the prediction as the provider reports it."""
         ...
 
-    async def find_recent(
-        self, model: str, model_input: Mapping[str, Any], created_after: datetime
-    ) -> Prediction | None:
-        """A prediction of ``model`` with exactly ``model_input``, created after ``created_after``.
+    async def find_marked(
+        self, marker: Marker, *, created_after: datetime, created_before: datetime
+    ) -> list[Prediction]:
+        """Every prediction created between the two times that carries ``marker``, newest first.
 
-        Recovers from an ambiguous create (the request went out, no answer came back) without
-        paying twice: look for it before creating again. Pass a time a little before the lost
-        create, to allow for clock skew.
+        Recovers from an ambiguous create without paying twice: look for it before creating
+        again. Never matches on model and input: two jobs may send the same ones. Pass times a
+        little around the lost create, to allow for clock skew.
         """
         ...
 

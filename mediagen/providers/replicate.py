@@ -2,18 +2,15 @@
 
 Only the async create/get/cancel calls are used; ``replicate.run()`` is not (it returns None or
 hangs on states it does not expect; reference/replicate.md). Every foreign error (ReplicateError,
-httpx, pydantic) becomes a :class:`ProviderError` here and nowhere else:
+httpx, pydantic) becomes a :class:`ProviderError` here and nowhere else; which are transient and
+which leave a create ambiguous is decided by :mod:`mediagen.providers.ambiguity` (a 5xx, a
+timeout, a dropped connection or an unreadable answer to a create: the prediction may exist).
+Transient errors carry the provider's wait hint: ``Retry-After``, the body's ``retry_after``, or
+"resets in ~Ns" in its detail.
 
-========================================  =========  ============  ==========================
-cause                                     transient  ambiguous     retry_after_s
-========================================  =========  ============  ==========================
-429                                       yes        no            Retry-After, body, detail
-5xx, 408                                  yes        no            Retry-After if sent
-other 4xx (401, 404, 422, ...)            no         no
-connect error/timeout, pool timeout       yes        no            (nothing was sent)
-timeout/drop after sending, deadline      yes        on create     (a prediction may exist)
-unparseable 2xx answer to a create        yes        yes
-========================================  =========  ============  ==========================
+Every create carries a :class:`~mediagen.providers.marker.Marker` in its ``webhook`` URL, and
+:meth:`ReplicateProvider.find_marked` pages through the prediction list for it
+(docs/predictions.md).
 
 An unparseable answer to get (1.0.7 rejects ``status: aborted``) is read again as raw JSON, so
 ``aborted`` is seen as the terminal state it is.
@@ -23,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -39,17 +35,19 @@ from replicate.exceptions import ReplicateError
 from mediagen.config import Settings
 from mediagen.fetching.fetcher import FetchLimits, OutputFetcher
 from mediagen.fetching.policy import DELIVERY_HOSTS, FetchPolicy
+from mediagen.providers.ambiguity import Answer, classify
 from mediagen.providers.base import Prediction, PredictionStatus, ProviderError
+from mediagen.providers.marker import WEBHOOK_EVENTS, Marker
 from mediagen.providers.retry_hint import retry_after_s
 from mediagen.redaction import clean_upstream
 
 DEFAULT_BASE_URL = "https://api.replicate.com"
-_FIND_MAX_PAGES = 5  # find_recent looks at most this many list pages (100 predictions each)
+#: find_marked reads at most this many list pages (100 predictions each, between its two times).
+_FIND_MAX_PAGES = 20
 _MODEL_REF = re.compile(r"([\w.-]+/[\w.-]+)(?::([0-9a-f]{64}))?")
 _VERSION_ID = re.compile(r"[0-9a-f]{64}")
 _URL_PREFIXES = ("https://", "http://", "data:")
 _TRANSIENT_STATUSES = {408, 429}
-_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 # --- pure helpers ------------------------------------------------------------------------------
@@ -120,13 +118,12 @@ def prediction_from_json(data: Mapping[str, Any]) -> Prediction:
     )
 
 
-def _is_same_call(item: Mapping[str, Any], ref: ModelRef, wanted: Any) -> bool:
-    if ref.version is not None:
-        if item.get("version") != ref.version:
-            return False
-    elif item.get("model") != ref.model:
-        return False
-    return bool(item.get("input") == wanted)
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return _aware(moment).astimezone(UTC).isoformat()
 
 
 def _created_at(item: Mapping[str, Any]) -> datetime | None:
@@ -134,8 +131,7 @@ def _created_at(item: Mapping[str, Any]) -> datetime | None:
     if not isinstance(raw, str):
         return None
     with contextlib.suppress(ValueError):
-        moment = datetime.fromisoformat(raw)
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return _aware(datetime.fromisoformat(raw))
     return None
 
 
@@ -156,28 +152,35 @@ async def _note_retry_hint(response: httpx.Response) -> None:
         _last_hint.set(retry_after_s(response.headers.get("retry-after"), body))
 
 
-def _from_replicate_error(exc: ReplicateError) -> ProviderError:
+def _from_replicate_error(exc: ReplicateError, *, creating: bool) -> ProviderError:
     status = exc.status or 0
     text = clean_upstream(" ".join(part for part in (exc.title, exc.detail) if part))
     message = f"Replicate answered {status}: {text}" if text else f"Replicate answered {status}"
-    if status in _TRANSIENT_STATUSES or status >= 500:
+    found = classify(exc, creating=creating)
+    hint = None
+    if found.transient:
         hint = _last_hint.get()
         if hint is None:
             hint = retry_after_s(None, {"detail": exc.detail})
-        return ProviderError(message, transient=True, retry_after_s=hint, status=status)
-    return ProviderError(message, transient=False, status=status)
-
-
-def _from_transport_error(exc: httpx.HTTPError, *, creating: bool) -> ProviderError:
-    name = type(exc).__name__
-    if isinstance(exc, _NOTHING_SENT):
-        return ProviderError(f"could not reach Replicate: {name}: {exc}", transient=True)
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return ProviderError(f"bad Replicate URL: {exc}", transient=False)
-    # The request may have arrived: a create may have started a prediction.
     return ProviderError(
-        f"no answer from Replicate: {name}: {exc}", transient=True, ambiguous=creating
+        message,
+        transient=found.transient,
+        retry_after_s=hint,
+        ambiguous=found.ambiguous,
+        status=status,
     )
+
+
+def _from_transport_error(exc: Exception, *, creating: bool, what: str) -> ProviderError:
+    found = classify(exc, creating=creating)
+    name = type(exc).__name__
+    if not found.transient:
+        message = f"bad Replicate URL: {exc}"
+    elif found.answer is Answer.NOT_SENT:
+        message = f"could not reach Replicate: {name}: {exc}"
+    else:  # the request may have arrived: a create may have started a prediction
+        message = f"{what}: {name}: {exc}".rstrip(": ")
+    return ProviderError(message, transient=found.transient, ambiguous=found.ambiguous)
 
 
 @contextlib.asynccontextmanager
@@ -193,13 +196,13 @@ async def _translated(*, creating: bool, deadline_s: float) -> AsyncIterator[Non
         async with asyncio.timeout(deadline_s):
             yield
     except ReplicateError as exc:
-        raise _from_replicate_error(exc) from exc
+        raise _from_replicate_error(exc, creating=creating) from exc
     except httpx.HTTPError as exc:
-        raise _from_transport_error(exc, creating=creating) from exc
+        what = "no answer from Replicate"
+        raise _from_transport_error(exc, creating=creating, what=what) from exc
     except TimeoutError as exc:
-        raise ProviderError(
-            f"no answer from Replicate within {deadline_s:g}s", transient=True, ambiguous=creating
-        ) from exc
+        what = f"no answer from Replicate within {deadline_s:g}s"
+        raise _from_transport_error(exc, creating=creating, what=what) from exc
 
 
 # --- the provider ---------------------------------------------------------------------------------
@@ -212,6 +215,8 @@ class ReplicateProvider:
     their sum. ``transport`` replaces the network (an ``httpx.MockTransport`` in tests).
     Outputs are fetched by an :class:`OutputFetcher`: only from ``output_hosts``, with the
     token only for ``token_hosts`` and the API's own origin, within ``fetch_limits``.
+
+    ``webhook_url`` is the base of the marker URLs creates carry (required to pass a marker).
     """
 
     def __init__(
@@ -226,9 +231,11 @@ class ReplicateProvider:
         output_hosts: Sequence[str] = DELIVERY_HOSTS,
         token_hosts: Sequence[str] = DELIVERY_HOSTS,
         fetch_limits: FetchLimits | None = None,
+        webhook_url: str | None = None,
     ) -> None:
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=10.0)
         self._deadline_s = connect_timeout_s + read_timeout_s
+        self._webhook_url = webhook_url
         limits = httpx.Limits(max_connections=max_connections)
         # With no explicit base URL the client would read REPLICATE_BASE_URL itself; settings
         # already did, so pin it.
@@ -263,24 +270,38 @@ class ReplicateProvider:
                 deadline_s=settings.download_timeout_s,
                 min_rate_bps=settings.download_min_rate_bps,
             ),
+            # Connecting never needs more than the usual 5 s, nor more than a whole answer may.
+            connect_timeout_s=min(5.0, settings.provider_read_timeout_s),
+            read_timeout_s=settings.provider_read_timeout_s,
+            webhook_url=settings.effective_webhook_url,
         )
 
-    async def create(self, model: str, model_input: Mapping[str, Any]) -> Prediction:
+    async def create(
+        self, model: str, model_input: Mapping[str, Any], *, marker: Marker | None = None
+    ) -> Prediction:
         ref = ModelRef.parse(model)
+        params: dict[str, Any] = {}
+        if marker is not None:
+            if self._webhook_url is None:
+                raise ValueError("a marker needs the provider's webhook_url")
+            params = {
+                "webhook": marker.webhook_url(self._webhook_url),
+                "webhook_events_filter": list(WEBHOOK_EVENTS),
+            }
         try:
             async with _translated(creating=True, deadline_s=self._deadline_s):
                 if ref.version is None:
                     assert ref.model is not None  # parse() gives a model or a version
                     created = await self._client.models.predictions.async_create(
-                        model=ref.model, input=dict(model_input)
+                        model=ref.model, input=dict(model_input), **params
                     )
                 else:
                     created = await self._client.predictions.async_create(
-                        version=ref.version_param, input=dict(model_input)
+                        version=ref.version_param, input=dict(model_input), **params
                     )
         except ValueError as exc:  # pydantic's ValidationError, or a body that is not JSON
-            raise ProviderError(
-                f"unreadable answer to a create: {exc}", transient=True, ambiguous=True
+            raise _from_transport_error(
+                exc, creating=True, what="unreadable answer to a create"
             ) from exc
         return prediction_from_json(created.dict())
 
@@ -301,25 +322,27 @@ class ReplicateProvider:
             return await self.get(prediction_id)  # cancelled, but the answer did not parse
         return prediction_from_json(canceled.dict())
 
-    async def find_recent(
-        self, model: str, model_input: Mapping[str, Any], created_after: datetime
-    ) -> Prediction | None:
-        ref = ModelRef.parse(model)
-        wanted = json.loads(json.dumps(model_input))  # compare as the API echoes it
-        since = created_after if created_after.tzinfo else created_after.replace(tzinfo=UTC)
-        path: str | None = "/v1/predictions?" + urlencode({"created_after": since.isoformat()})
+    async def find_marked(
+        self, marker: Marker, *, created_after: datetime, created_before: datetime
+    ) -> list[Prediction]:
+        query = urlencode(
+            {"created_after": _iso(created_after), "created_before": _iso(created_before)}
+        )
+        since = _aware(created_after)
+        path: str | None = f"/v1/predictions?{query}"
+        found: list[Prediction] = []
         for _ in range(_FIND_MAX_PAGES):
-            if path is None:
+            if not path:
                 break
             page = await self._raw_json(path)
             for item in page.get("results") or []:
                 created = _created_at(item)
-                if created is not None and created < since:
-                    return None  # newest first: everything further is older
-                if _is_same_call(item, ref, wanted):
-                    return prediction_from_json(item)
+                if created is not None and created <= since:
+                    return found  # newest first: everything further is older
+                if Marker.from_webhook_url(item.get("webhook")) == marker:
+                    found.append(prediction_from_json(item))
             path = page.get("next")
-        return None
+        return found
 
     async def download(self, url: str) -> AsyncIterator[bytes]:
         async for chunk in self._fetcher.stream(url):

@@ -1,8 +1,13 @@
 """The job runner: one attempt of one job, in named steps.
 
-    claim ─▶ predict (resume the stored prediction, or create one and store its id first)
+    claim ─▶ predict (resume the stored prediction, recover the one an unanswered create may
+             have made, or create one and store its id first)
           ─▶ poll (progress events from the logs; cancel upstream when asked)
           ─▶ store outputs (streamed into storage) ─▶ media rows + SUCCEEDED in one transaction
+
+A create without a definite answer (a 5xx, a timeout, a dropped connection) may still have made
+a prediction: the next attempt looks for it by the marker the create carried before it creates
+again, and adopts it only if no other job holds it (docs/predictions.md).
 
 Failures: transient ones (network, 5xx, 429, storage hiccups, timeouts) send the job back to
 PENDING with a jittered exponential delay (honouring Retry-After) until ``max_attempts``;
@@ -22,7 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from google.protobuf import any_pb2
@@ -34,9 +39,10 @@ from mediagen.errors import DOMAIN
 from mediagen.events.bus import EventBus
 from mediagen.fetching.policy import TOO_LARGE, TOO_MANY_OUTPUTS
 from mediagen.jobs.progress import ProgressTracker
-from mediagen.jobs.store import ClaimedJob, JobStore, LeaseLost, NewMedia
+from mediagen.jobs.store import ClaimedJob, JobStore, LeaseLost, NewMedia, PredictionOwned
 from mediagen.media.inspect import OutputTooLarge, inspect_stream
 from mediagen.providers.base import Prediction, PredictionStatus, Provider, ProviderError
+from mediagen.providers.marker import Marker
 from mediagen.redaction import clean_upstream
 from mediagen.storage.base import Storage, StorageError
 
@@ -50,6 +56,9 @@ MAX_POLL_ERRORS = 5
 PROGRESS_STEP = 0.01
 #: A job's error message is cut here (upstream parts are already cut shorter, and redacted).
 ERROR_MESSAGE_CHARS = 4096
+
+#: Allowance for the provider's clock differing from ours when searching by creation time.
+CLOCK_SKEW_S = 5.0
 
 
 class _Transient(Exception):
@@ -202,8 +211,12 @@ class JobRunner:
             # Cancelled before any prediction was asked for: nothing to start, nothing to pay.
             await self._finish_cancel(job, None)
             return
-        prediction = await self._start_prediction(attempt)
-        prediction = await self._poll(attempt, prediction)
+        started = await self._start_prediction(attempt)
+        if started is None:
+            # Cancelled, and the unanswered create left no prediction to cancel.
+            await self._finish_cancel(job, None)
+            return
+        prediction = await self._poll(attempt, started)
         status = prediction.status
         if attempt.cancel.is_set():
             # Cancelled by a caller: the job ends CANCELED even if the prediction got done first.
@@ -217,33 +230,97 @@ class JobRunner:
         else:  # aborted: its deadline passed before it started; unbilled, so start afresh
             raise _Transient("the provider aborted the prediction", keep_prediction=False)
 
-    async def _start_prediction(self, attempt: _Attempt) -> Prediction:
-        """Resume the job's prediction, or create one, storing its id before anything else."""
+    async def _start_prediction(self, attempt: _Attempt) -> Prediction | None:
+        """Resume the job's prediction, recover the one an unanswered create made, or create one,
+        storing its id before anything else. None: cancelled, and there is nothing to follow."""
         job = attempt.job
         try:
             if job.prediction_id is not None:
                 return await self._resume(job, job.prediction_id)
             if job.prediction_requested_at is not None:
-                # A create was sent but its id never stored (crash, or no answer): it may exist.
-                found = await self.provider.find_recent(
-                    job.model, job.model_input, job.prediction_requested_at - timedelta(seconds=5)
-                )
-                if found is not None:
-                    await self._shielded(self.store.set_prediction(job.id, self.owner, found.id))
-                    log.info("job=%s recovered prediction=%s", job.id, found.id)
+                # A create was sent but its id never stored (crash, or no definite answer).
+                found = await self._recover(attempt, job.prediction_requested_at)
+                if found is not None or attempt.cancel.is_set():
                     return found
-            await self._shielded(self.store.mark_prediction_requested(job.id, self.owner))
-            try:
-                prediction = await self.provider.create(job.model, job.model_input)
-            except ProviderError as exc:
-                if not exc.ambiguous:
-                    await self._shielded(self.store.set_prediction(job.id, self.owner, None))
-                raise
-            await self._shielded(self.store.set_prediction(job.id, self.owner, prediction.id))
-            log.info("job=%s prediction=%s created", job.id, prediction.id)
-            return prediction
+            return await self._create(attempt)
         except ProviderError as exc:
             raise self._translate(exc) from exc
+
+    async def _create(self, attempt: _Attempt) -> Prediction:
+        job = attempt.job
+        await self._shielded(self.store.mark_prediction_requested(job.id, self.owner, job.attempt))
+        try:
+            prediction = await self.provider.create(
+                job.model, job.model_input, marker=Marker(job.id, job.attempt)
+            )
+        except ProviderError as exc:
+            if not exc.ambiguous:  # a definite answer: nothing was made
+                await self._shielded(self.store.set_prediction(job.id, self.owner, None))
+            raise
+        try:
+            await self._shielded(self.store.set_prediction(job.id, self.owner, prediction.id))
+        except PredictionOwned as exc:
+            # Another job's: not ours to follow or cancel. Whatever our create made carries our
+            # marker, and the next attempt looks for it before creating again.
+            raise _Transient(
+                f"the create answered with prediction {exc.prediction_id}, which another job holds"
+            ) from exc
+        log.info("job=%s prediction=%s created", job.id, prediction.id)
+        return prediction
+
+    async def _recover(self, attempt: _Attempt, requested_at: datetime) -> Prediction | None:
+        """The prediction an unanswered create made, found by the marker it carried; None if
+        there is none. Nothing found counts only ``ambiguous_settle_s`` after that create (a slow
+        provider may make it late): until then the attempt waits and looks once more."""
+        job = attempt.job
+        if job.prediction_attempt is None:
+            log.warning("job=%s create from before markers: it cannot be looked for", job.id)
+            return None
+        marker = Marker(job.id, job.prediction_attempt)
+        settled_at = requested_at + timedelta(seconds=self.settings.ambiguous_settle_s)
+        while True:
+            found = await self._look_up(job, marker, requested_at, settled_at)
+            if found is not None:
+                return found
+            wait_s = (settled_at - datetime.now(UTC)).total_seconds()
+            if wait_s <= 0:
+                return None
+            log.info(
+                "job=%s no prediction of try=%d yet; looking again in %.1fs",
+                job.id,
+                marker.attempt,
+                wait_s,
+            )
+            await asyncio.sleep(wait_s)
+
+    async def _look_up(
+        self, job: ClaimedJob, marker: Marker, requested_at: datetime, settled_at: datetime
+    ) -> Prediction | None:
+        """Adopt the newest prediction carrying ``marker`` that no other job holds."""
+        skew = timedelta(seconds=CLOCK_SKEW_S)
+        try:
+            candidates = await self.provider.find_marked(
+                marker, created_after=requested_at - skew, created_before=settled_at + skew
+            )
+        except ProviderError as exc:
+            # Not knowing is a reason neither to fail the job nor to create again: retry later.
+            raise _Transient(
+                f"looking for the prediction of an unanswered create failed: {exc}",
+                retry_after_s=exc.retry_after_s,
+            ) from exc
+        owners = await self.store.prediction_owners([c.id for c in candidates])
+        for candidate in candidates:
+            holder = owners.get(candidate.id, job.id)
+            try:
+                if holder != job.id:
+                    raise PredictionOwned(candidate.id)
+                await self._shielded(self.store.set_prediction(job.id, self.owner, candidate.id))
+            except PredictionOwned:
+                log.warning("job=%s skips prediction=%s: another job has it", job.id, candidate.id)
+                continue
+            log.info("job=%s recovered prediction=%s", job.id, candidate.id)
+            return candidate
+        return None
 
     async def _resume(self, job: ClaimedJob, prediction_id: str) -> Prediction:
         try:

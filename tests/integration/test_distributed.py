@@ -72,6 +72,9 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
     cluster.env |= {
         "MEDIAGEN_EMULATOR_LATENCY_S": str(LATENCY_S),
         "MEDIAGEN_LEASE_S": str(LEASE_S),
+        # Shorter than the lease, as in production (30 s each): a killed worker's unanswered
+        # create has settled by the time its job comes back, so nothing waits for it.
+        "MEDIAGEN_AMBIGUOUS_SETTLE_S": "1",
         "MEDIAGEN_RECONCILE_INTERVAL_S": str(RECONCILE_S),
         "MEDIAGEN_POLL_INTERVAL_S": "0.2",
         "MEDIAGEN_POLL_INTERVAL_MAX_S": "0.5",

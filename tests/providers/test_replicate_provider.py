@@ -14,18 +14,34 @@ from PIL import Image
 
 from mediagen.emulator import Delay, Drop, Outcome, Route, RunningEmulator, ServerError, Throttle
 from mediagen.providers.base import Prediction, PredictionStatus, ProviderError
+from mediagen.providers.marker import Marker
 from mediagen.providers.replicate import ReplicateProvider
 from tests.fixtures.emulator import EmulatorFactory, wait_until
 
 SDXL = "stability-ai/sdxl"
 VERSION = "c" * 64
 INPUT = {"prompt": "a lighthouse at dusk", "width": 48, "height": 32}
+#: Nothing listens there, and the emulator delivers no webhooks: the URL is only a marker.
+WEBHOOKS = "http://127.0.0.1:9/webhooks/replicate"
+JOB_A = "0b9d8a1e-5f0c-4d3e-9a51-2f6a7f6f0a01"
+JOB_B = "7c1e3b52-91d4-4f1b-8c2a-6e0d5b9c4f02"
+
+
+def window(seconds: float = 60) -> dict[str, datetime]:
+    now = datetime.now(UTC)
+    return {
+        "created_after": now - timedelta(seconds=5),
+        "created_before": now + timedelta(seconds=seconds),
+    }
 
 
 @pytest_asyncio.fixture
 async def provider(emulator: RunningEmulator) -> AsyncIterator[ReplicateProvider]:
     replicate = ReplicateProvider(
-        api_token="r8_test", base_url=emulator.base_url, output_hosts=(emulator.host_port,)
+        api_token="r8_test",
+        base_url=emulator.base_url,
+        output_hosts=(emulator.host_port,),
+        webhook_url=WEBHOOKS,
     )
     yield replicate
     await replicate.close()
@@ -76,13 +92,40 @@ async def test_bad_reference_is_permanent_and_sends_nothing(
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
-async def test_5xx_on_create_is_transient_not_ambiguous(
+async def test_5xx_on_create_is_transient_and_ambiguous(
     provider: ReplicateProvider, emulator: RunningEmulator, status: int
 ) -> None:
+    # Refused before anything was made: the caller cannot tell, so it must look before creating.
     emulator.emulator.inject(ServerError(route=Route.CREATE, status=status))
-    error = await failure(provider.create(SDXL, INPUT))
-    assert (error.transient, error.ambiguous, error.retry_after_s) == (True, False, None)
+    marker = Marker(JOB_A, 1)
+    error = await failure(provider.create(SDXL, INPUT, marker=marker))
+    assert (error.transient, error.ambiguous, error.retry_after_s) == (True, True, None)
     assert str(status) in str(error)
+    assert await provider.find_marked(marker, **window()) == []
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        ServerError(route=Route.CREATE, status=502, after=True),
+        Drop(route=Route.CREATE, after=True),
+    ],
+    ids=["502-after-create", "drop-after-create"],
+)
+async def test_create_that_took_effect_without_an_answer_is_found_by_its_marker(
+    provider: ReplicateProvider, emulator: RunningEmulator, fault: ServerError | Drop
+) -> None:
+    emulator.emulator.inject(fault)
+    marker = Marker(JOB_A, 3)
+
+    error = await failure(provider.create(SDXL, INPUT, marker=marker))
+    found = await provider.find_marked(marker, **window())
+
+    assert (error.transient, error.ambiguous) == (True, True)
+    (made,) = emulator.emulator.predictions
+    assert [p.id for p in found] == [made.id]
+    assert made.webhook == f"{WEBHOOKS}?job={JOB_A}&attempt=3"
+    assert made.webhook_events_filter == ["completed"]
 
 
 @pytest.mark.parametrize("header", [True, False])
@@ -144,67 +187,105 @@ async def test_connect_error_is_transient_and_not_ambiguous() -> None:
     assert (error.transient, error.ambiguous) == (True, False)
 
 
-async def test_dropped_create_is_ambiguous_and_find_recent_sees_nothing(
+async def test_dropped_create_is_ambiguous_and_nothing_carries_its_marker(
     provider: ReplicateProvider, emulator: RunningEmulator
 ) -> None:
-    before = datetime.now(UTC) - timedelta(seconds=5)
-    emulator.emulator.inject(Drop(route=Route.CREATE))
+    emulator.emulator.inject(Drop(route=Route.CREATE))  # dropped before it was handled
+    marker = Marker(JOB_A, 1)
 
-    error = await failure(provider.create(SDXL, INPUT))
+    error = await failure(provider.create(SDXL, INPUT, marker=marker))
 
     assert (error.transient, error.ambiguous) == (True, True)
-    assert await provider.find_recent(SDXL, INPUT, before) is None
+    assert await provider.find_marked(marker, **window()) == []
+    assert emulator.emulator.predictions == []
 
 
-async def test_timed_out_create_is_ambiguous_and_recovered_without_paying_twice(
+async def test_timed_out_create_is_ambiguous_and_found_by_its_marker(
     emulator: RunningEmulator,
 ) -> None:
     # 1.0.7 sends creates without any timeout; the provider's own deadline (0.1 + 0.2 s) ends it.
     impatient = ReplicateProvider(
-        api_token="t", base_url=emulator.base_url, connect_timeout_s=0.1, read_timeout_s=0.2
+        api_token="t",
+        base_url=emulator.base_url,
+        connect_timeout_s=0.1,
+        read_timeout_s=0.2,
+        webhook_url=WEBHOOKS,
     )
-    before = datetime.now(UTC) - timedelta(seconds=5)
     emulator.emulator.inject(Delay(route=Route.CREATE, delay_s=0.5, after=True))
+    marker = Marker(JOB_A, 1)
 
-    error = await failure(impatient.create(SDXL, INPUT))
-    found = await impatient.find_recent(SDXL, INPUT, before)
+    error = await failure(impatient.create(SDXL, INPUT, marker=marker))
+    found = await impatient.find_marked(marker, **window())
     await impatient.close()
 
     assert (error.transient, error.ambiguous) == (True, True)
     (made,) = emulator.emulator.predictions
-    assert found is not None and found.id == made.id
+    assert [p.id for p in found] == [made.id]
 
 
-async def test_find_recent_matches_model_input_and_time(provider: ReplicateProvider) -> None:
-    before = datetime.now(UTC) - timedelta(seconds=5)
-    wanted = await provider.create(SDXL, INPUT)
-    await provider.create(SDXL, {**INPUT, "prompt": "another prompt"})
-    await provider.create("other/model", INPUT)
+async def test_find_marked_tells_jobs_with_identical_inputs_apart(
+    provider: ReplicateProvider,
+) -> None:
+    times = window()
+    a1 = await provider.create(SDXL, INPUT, marker=Marker(JOB_A, 1))
+    b1 = await provider.create(SDXL, INPUT, marker=Marker(JOB_B, 1))  # newer, same everything
+    a2 = await provider.create(SDXL, INPUT, marker=Marker(JOB_A, 2))
+    await provider.create(SDXL, INPUT)  # no marker at all
 
-    found = await provider.find_recent(SDXL, INPUT, before)
-    no_such_version = await provider.find_recent(f"{SDXL}:{VERSION}", INPUT, before)
-    pinned = await provider.create(f"{SDXL}:{VERSION}", INPUT)
-    by_version = await provider.find_recent(f"{SDXL}:{VERSION}", INPUT, before)
-    too_late = await provider.find_recent(SDXL, INPUT, datetime.now(UTC) + timedelta(seconds=5))
-
-    assert found is not None and found.id == wanted.id
-    assert no_such_version is None
-    assert by_version is not None and by_version.id == pinned.id
-    assert too_late is None
+    assert [p.id for p in await provider.find_marked(Marker(JOB_A, 1), **times)] == [a1.id]
+    assert [p.id for p in await provider.find_marked(Marker(JOB_B, 1), **times)] == [b1.id]
+    assert [p.id for p in await provider.find_marked(Marker(JOB_A, 2), **times)] == [a2.id]
+    assert await provider.find_marked(Marker(JOB_B, 2), **times) == []
 
 
-async def test_find_recent_walks_pages(emulator_factory: EmulatorFactory) -> None:
+async def test_find_marked_looks_only_between_its_times(provider: ReplicateProvider) -> None:
+    marker = Marker(JOB_A, 1)
+    await provider.create(SDXL, INPUT, marker=marker)
+    now = datetime.now(UTC)
+
+    later = {
+        "created_after": now + timedelta(seconds=1),
+        "created_before": now + timedelta(seconds=60),
+    }
+    earlier = {
+        "created_after": now - timedelta(seconds=60),
+        "created_before": now - timedelta(seconds=5),
+    }
+
+    assert await provider.find_marked(marker, **later) == []
+    assert await provider.find_marked(marker, **earlier) == []
+    assert len(await provider.find_marked(marker, **window())) == 1
+
+
+async def test_find_marked_walks_pages(emulator_factory: EmulatorFactory) -> None:
     running = await emulator_factory(page_size=2)
-    provider = ReplicateProvider(api_token="t", base_url=running.base_url)
-    before = datetime.now(UTC) - timedelta(seconds=5)
-    wanted = await provider.create(SDXL, INPUT)
+    provider = ReplicateProvider(api_token="t", base_url=running.base_url, webhook_url=WEBHOOKS)
+    times = window()
+    wanted = await provider.create(SDXL, INPUT, marker=Marker(JOB_A, 1))
     for n in range(5):
-        await provider.create(SDXL, {**INPUT, "prompt": f"newer {n}"})
+        await provider.create(SDXL, INPUT, marker=Marker(JOB_B, n + 1))
 
-    found = await provider.find_recent(SDXL, INPUT, before)
+    found = await provider.find_marked(Marker(JOB_A, 1), **times)
     await provider.close()
 
-    assert found is not None and found.id == wanted.id
+    assert [p.id for p in found] == [wanted.id]
+    assert running.emulator.stats_json()["requests"]["list"] == 3  # 6 predictions, 2 a page
+
+
+async def test_failed_list_is_a_transient_error(
+    provider: ReplicateProvider, emulator: RunningEmulator
+) -> None:
+    emulator.emulator.inject(ServerError(route=Route.LIST, status=500))
+    error = await failure(provider.find_marked(Marker(JOB_A, 1), **window()))
+    assert (error.transient, error.ambiguous) == (True, False)
+
+
+async def test_a_marker_needs_a_webhook_base(emulator: RunningEmulator) -> None:
+    bare = ReplicateProvider(api_token="t", base_url=emulator.base_url)
+    with pytest.raises(ValueError, match="webhook_url"):
+        await bare.create(SDXL, INPUT, marker=Marker(JOB_A, 1))
+    await bare.close()
+    assert emulator.emulator.stats_json()["requests"]["create"] == 0
 
 
 @pytest.mark.parametrize(
