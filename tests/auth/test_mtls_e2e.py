@@ -52,7 +52,7 @@ class TlsService:
 async def tls_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TlsService]:
     seen: list[tuple[str, Principal]] = []
     monkeypatch.setattr(MediaGenerationServicer, "ListJobs", recording_unary("ListJobs", seen))
-    settings = Settings(data_dir=tmp_path, redis_url=None)
+    settings = Settings(data_dir=tmp_path, redis_url=None, secret_key="test-secret")
     await upgrade(settings.effective_database_url)
     ca = trustme.CA()
     server_cert = ca.issue_cert("localhost")

@@ -35,6 +35,7 @@ def api_env(tmp_path: Path, postgres_url: str, redis_url: str) -> dict[str, str]
         "MEDIAGEN_SHUTDOWN_GRACE_S": "1",
         "MEDIAGEN_DB_POOL_SIZE": "2",
         "MEDIAGEN_DB_MAX_OVERFLOW": "2",
+        "SECRET_KEY": "limits-test-secret",  # the distributed roles refuse to run without one
     }
 
 
