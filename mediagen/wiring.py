@@ -17,7 +17,7 @@ from mediagen.api.servicer import MediaGenerationServicer
 from mediagen.config import Settings
 from mediagen.events.bus import EventBus, InProcessBus
 from mediagen.events.redis import RedisBus
-from mediagen.jobs.database import Database
+from mediagen.jobs.database import Database, Timeouts
 from mediagen.jobs.store import JobStore
 from mediagen.providers.replicate import ReplicateProvider
 from mediagen.storage import build_storage
@@ -62,6 +62,11 @@ async def open_core(settings: Settings, *, worker: bool) -> AsyncIterator[Core]:
         settings.effective_database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        timeouts=Timeouts(
+            statement_s=settings.db_statement_timeout_s,
+            lock_s=settings.db_lock_timeout_s,
+            idle_in_transaction_s=settings.db_idle_in_transaction_timeout_s,
+        ),
     )
     bus = build_bus(settings)
     storage = build_storage(settings)
