@@ -180,6 +180,9 @@ async def test_sqlite_write_lock_held_elsewhere_fails_fast(tmp_path: Path) -> No
             await store.cancel(job.id)
         assert time.monotonic() - started < 5
         assert "busy" in caught.value.message
+        with pytest.raises(Unavailable):  # the reconciler too: it logs and tries next pass
+            await store.take_due(resend_after_s=0)
+        assert time.monotonic() - started < 5
         assert (await store.get(job.id)).id == job.id  # reads go on (WAL)
         other.execute("ROLLBACK")
         canceled, _ = await store.cancel(job.id)
