@@ -5,6 +5,7 @@ back the same server works again, without a restart."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from pathlib import Path
 
 import grpc
@@ -83,7 +84,7 @@ async def test_unavailable_while_the_database_is_down_then_back(
             assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, set(codes)
             assert codes[0] == grpc.StatusCode.OK and codes[-1] == grpc.StatusCode.UNAVAILABLE
 
-            calls = {
+            calls: dict[str, Awaitable[object]] = {
                 "GetJob": stub.GetJob(pb.GetJobRequest(id=before.id), timeout=30),
                 "GenerateMedia": stub.GenerateMedia(request, timeout=30),
                 "ListJobs": stub.ListJobs(pb.ListJobsRequest(), timeout=30),
