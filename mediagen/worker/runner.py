@@ -29,6 +29,7 @@ from google.rpc import code_pb2, status_pb2
 
 from mediagen.backoff import retry_delay
 from mediagen.config import Settings
+from mediagen.errors import Unavailable
 from mediagen.events.bus import EventBus
 from mediagen.jobs.progress import ProgressTracker
 from mediagen.jobs.store import ClaimedJob, JobStore, LeaseLost, NewMedia
@@ -166,6 +167,8 @@ class JobRunner:
             await self._retry(job, exc)
         except _Permanent as exc:
             await self._fail(job, exc.code, str(exc))
+        except Unavailable as exc:  # the database, down or busy: not a bug, retry like one
+            await self._retry(job, _Transient(f"database: {exc}", retry_after_s=exc.retry_after_s))
         except Exception as exc:  # a bug must not kill the worker; the job retries, bounded
             log.exception("job=%s attempt crashed", job.id)
             await self._retry(job, _Transient(f"internal error: {type(exc).__name__}"))
