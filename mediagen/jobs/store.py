@@ -459,11 +459,12 @@ class JobStore:
 
     async def take_due(self, *, resend_after_s: float, limit: int = 500) -> list[str]:
         """Ids of jobs that need a wake-up: PENDING and due, or RUNNING with an expired lease,
-        and not sent one in the last ``resend_after_s``. One UPDATE picks and marks them, so
+        and not sent one in the last ``resend_after_s``. One statement picks and marks them, so
         reconcilers in several processes never both send one. On PostgreSQL the pick is
         ``FOR UPDATE SKIP LOCKED``: a row another session holds (a frozen worker mid-write) is
         left for a later pass instead of stalling this one; SQLite has one writer and no row
-        locks, and its dialect leaves the clause out."""
+        locks, and its dialect leaves the clause out. The pick is a CTE so that it runs (and
+        locks) once, not once per row the UPDATE looks at."""
         now = self._clock()
         cutoff = now - timedelta(seconds=resend_after_s)
         due = _claimable(now)
@@ -474,11 +475,12 @@ class JobStore:
             .order_by(JobRow.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .cte("picked")
         )
         async with self.db.writing() as session:
             result = await session.execute(
                 update(JobRow)
-                .where(JobRow.id.in_(picked.scalar_subquery()), due, not_recent)
+                .where(JobRow.id.in_(select(picked.c.id)))
                 .values(enqueued_at=now)
                 .returning(JobRow.id)
                 .execution_options(synchronize_session=False)
