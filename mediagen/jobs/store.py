@@ -277,8 +277,11 @@ class JobStore:
     ) -> tuple[ClaimedJob, job_pb2.JobEvent] | None:
         """Take the job for an attempt if it is PENDING and due, or RUNNING with an expired
         lease; None if someone else has it or it is finished (a duplicate delivery)."""
-        now = self._clock()
         async with self.db.writing() as session:
+            # The lease starts once we hold a connection: a wait for the pool must not eat it
+            # (a lease born expired is claimable again at once, by a reconciler's wake-up).
+            await session.connection()
+            now = self._clock()
             mean_run_s = await self._mean_run_s_for_job(session, job_id)
             event = await self._transition(
                 session,
@@ -312,8 +315,9 @@ class JobStore:
 
     async def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
         """Extend the lease; returns whether a cancellation was requested. Raises LeaseLost."""
-        now = self._clock()
         async with self.db.writing() as session:
+            await session.connection()
+            now = self._clock()  # after the wait for a connection, as in claim
             result = await session.execute(
                 update(JobRow)
                 .where(*self._held(job_id, owner))
