@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from mediagen.errors import Unavailable
 from mediagen.jobs.database import Database, Timeouts
@@ -190,3 +191,12 @@ async def test_sqlite_write_lock_held_elsewhere_fails_fast(tmp_path: Path) -> No
     finally:
         other.close()
         await db.dispose()
+
+
+async def test_real_errors_are_not_outages(database: Database) -> None:
+    """A syntax error or a missing table is our bug, on either database: it stays a DBAPIError
+    (INTERNAL for a caller), never a retryable Unavailable that would hide it."""
+    for statement in ("SELEC 1", "SELECT * FROM no_such_table"):
+        with pytest.raises(DBAPIError):  # an Unavailable here would not match
+            async with database.reading() as session:
+                await session.execute(text(statement))
