@@ -9,16 +9,19 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy import text, update
 
+from mediagen.config import Settings
 from mediagen.errors import Unavailable
 from mediagen.jobs.database import Database, Timeouts
 from mediagen.jobs.models import JobRow
 from mediagen.jobs.store import JobStore, utcnow
 from mediagen.v1 import job_pb2
+from mediagen.wiring import open_core
 from tests.fixtures.database import _raw, _truncate
 from tests.jobs.test_outages import sqlstates
 from tests.jobs.test_store import spec
@@ -122,3 +125,27 @@ async def test_idle_in_transaction_session_is_terminated(
     finally:
         await sleepy.db.dispose()
         await other.db.dispose()
+
+
+async def test_every_connection_carries_the_configured_timeouts(
+    pg_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pg_url,
+        db_statement_timeout_s=12,
+        db_lock_timeout_s=3,
+        db_idle_in_transaction_timeout_s=45,
+    )
+    async with open_core(settings, worker=False) as core:
+        for sessions in (core.db.reading, core.db.writing):
+            async with sessions() as session:
+                shown = [
+                    await session.scalar(text(f"SHOW {name}"))
+                    for name in (
+                        "statement_timeout",
+                        "lock_timeout",
+                        "idle_in_transaction_session_timeout",
+                    )
+                ]
+            assert shown == ["12s", "3s", "45s"]
