@@ -57,6 +57,9 @@ def _ms(seconds: float) -> str:
     return str(max(1, round(seconds * 1000)) if seconds > 0 else 0)
 
 
+_SQLITE_NO_LIMIT_S = 86_400.0
+
+
 def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -106,7 +109,8 @@ class Database:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            busy_s = timeouts.lock_s
+            # SQLite has no "wait forever" and reads 0 as "never wait": "off" becomes a day.
+            busy_s = timeouts.lock_s if timeouts.lock_s > 0 else _SQLITE_NO_LIMIT_S
             self._write_engine = _sqlite_engine(
                 url, begin="BEGIN IMMEDIATE", pool_size=1, busy_timeout_s=busy_s
             )
