@@ -48,6 +48,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative (0 turns it off), got {value}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -148,6 +155,15 @@ class Settings:
     database_url: str | None = None  # None: SQLite in data_dir
     db_pool_size: int = 5
     db_max_overflow: int = 10
+    # PostgreSQL cuts off what would otherwise hold the store hostage; 0 turns one off.
+    # A statement runs at most this long (ours take milliseconds; migrations are exempt).
+    db_statement_timeout_s: float = 30.0
+    # A statement waits at most this long for a row or table lock, then fails transiently;
+    # also SQLite's busy timeout (how long a write waits for another process's write lock).
+    db_lock_timeout_s: float = 5.0
+    # A session idle inside a transaction (a frozen or stopped process) is terminated after
+    # this long, releasing its locks; we never keep one open across a provider or storage call.
+    db_idle_in_transaction_timeout_s: float = 60.0
 
     redis_url: str | None = None  # None: in-process queue and event bus (embedded)
     queue_name: str = "mediagen:jobs"
@@ -314,6 +330,13 @@ class Settings:
             database_url=env.get("DATABASE_URL") or None,
             db_pool_size=_int(env, "MEDIAGEN_DB_POOL_SIZE", d.db_pool_size),
             db_max_overflow=_int(env, "MEDIAGEN_DB_MAX_OVERFLOW", d.db_max_overflow),
+            db_statement_timeout_s=_seconds(
+                env, "MEDIAGEN_DB_STATEMENT_TIMEOUT_S", d.db_statement_timeout_s
+            ),
+            db_lock_timeout_s=_seconds(env, "MEDIAGEN_DB_LOCK_TIMEOUT_S", d.db_lock_timeout_s),
+            db_idle_in_transaction_timeout_s=_seconds(
+                env, "MEDIAGEN_DB_IDLE_IN_TRANSACTION_TIMEOUT_S", d.db_idle_in_transaction_timeout_s
+            ),
             redis_url=env.get("REDIS_URL") or None,
             queue_name=env.get("MEDIAGEN_QUEUE_NAME", d.queue_name),
             replicate_api_token=env.get("REPLICATE_API_TOKEN") or None,

@@ -26,7 +26,7 @@ from mediagen.auth.verifier import KeyVerifier
 from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.events.bus import EventBus, InProcessBus
 from mediagen.events.redis import RedisBus
-from mediagen.jobs.database import Database
+from mediagen.jobs.database import Database, Timeouts
 from mediagen.jobs.store import JobStore
 from mediagen.limits.bucket import Bucket
 from mediagen.limits.quota import Quotas
@@ -94,6 +94,11 @@ async def open_core(settings: Settings, *, worker: bool) -> AsyncIterator[Core]:
         settings.effective_database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        timeouts=Timeouts(
+            statement_s=settings.db_statement_timeout_s,
+            lock_s=settings.db_lock_timeout_s,
+            idle_in_transaction_s=settings.db_idle_in_transaction_timeout_s,
+        ),
     )
     bus = build_bus(settings)
     storage = build_storage(settings)

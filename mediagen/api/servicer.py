@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_status import rpc_status
 
-from mediagen.api.urls import resolve_job, resolve_media
+from mediagen.api.urls import resolve_event, resolve_job, resolve_media
 from mediagen.auth.principal import current_principal
 from mediagen.config import Settings
 from mediagen.errors import (
@@ -276,8 +276,8 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
                     if event.sequence <= last:
                         continue  # already sent (the bus repeats what the store returned)
                     last = event.sequence
-                    await resolve_job(event.job, self.storage)
-                    yield pb.WatchJobResponse(event=event)
+                    # The event may be the bus's, shared with every watcher: resolve a copy.
+                    yield pb.WatchJobResponse(event=await resolve_event(event, self.storage))
                     if event.job.status in _TERMINAL:
                         return
                 finished = not backlog and (

@@ -3,21 +3,22 @@
 SQLite (embedded) allows one writer at a time. Write transactions therefore start with
 ``BEGIN IMMEDIATE`` on a single pooled connection: writers queue in the pool instead of failing
 with "database is locked" when a read snapshot goes stale, and readers keep their own pool
-(WAL mode lets them read while a write is in progress). PostgreSQL uses one pool for both.
+(WAL mode lets them read while a write is in progress). PostgreSQL uses one pool for both, each
+connection with the :class:`Timeouts` set server-side.
 
-Connection failures become :class:`mediagen.errors.Unavailable` here and nowhere else.
+Outages (the server down or busy; see :mod:`mediagen.jobs.outages`) become
+:class:`mediagen.errors.Unavailable` here and nowhere else.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -26,18 +27,52 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from mediagen.errors import Unavailable
+from mediagen.jobs.outages import Outage, classify
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Limits that keep one stuck session from holding the store hostage; 0 turns one off.
+
+    ``statement_s`` bounds any statement (PostgreSQL); ``lock_s`` bounds a wait for a lock
+    (PostgreSQL's lock_timeout, SQLite's busy timeout); ``idle_in_transaction_s`` makes
+    PostgreSQL end a session left idle inside a transaction (a frozen process), freeing its locks.
+    """
+
+    statement_s: float = 30.0
+    lock_s: float = 5.0
+    idle_in_transaction_s: float = 60.0
+
+    def postgres_settings(self) -> dict[str, str]:
+        """asyncpg ``server_settings``: set once per connection, in milliseconds."""
+        return {
+            "statement_timeout": _ms(self.statement_s),
+            "lock_timeout": _ms(self.lock_s),
+            "idle_in_transaction_session_timeout": _ms(self.idle_in_transaction_s),
+        }
+
+
+def _ms(seconds: float) -> str:
+    # PostgreSQL reads 0 as "off": keep a tiny positive value from rounding down to it.
+    return str(max(1, round(seconds * 1000)) if seconds > 0 else 0)
+
+
+_SQLITE_NO_LIMIT_S = 86_400.0
 
 
 def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
+def _sqlite_engine(url: str, *, begin: str, pool_size: int, busy_timeout_s: float) -> AsyncEngine:
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30}
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=60,
+        connect_args={"timeout": busy_timeout_s},
     )
+    busy_ms = round(busy_timeout_s * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -45,7 +80,7 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -57,41 +92,38 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
     return engine
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated or isinstance(exc, InterfaceError):
-        return True
-    if isinstance(exc, OperationalError):
-        text_ = str(exc.orig).lower()
-        return any(
-            marker in text_
-            for marker in (
-                "connect",
-                "connection",
-                "closed",
-                "terminat",
-                "locked",
-                "timeout",
-                "too many",
-                "shutting down",
-            )
-        )
-    return False
-
-
 class Database:
     """Sessions for reading and for writing, over SQLite or PostgreSQL."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 20,
+        timeouts: Timeouts = Timeouts(),
+    ) -> None:
         self.url = url
+        self.timeouts = timeouts
         if _is_sqlite(url):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
-            self._read_engine = _sqlite_engine(url, begin="BEGIN", pool_size=pool_size)
+            # SQLite has no "wait forever" and reads 0 as "never wait": "off" becomes a day.
+            busy_s = timeouts.lock_s if timeouts.lock_s > 0 else _SQLITE_NO_LIMIT_S
+            self._write_engine = _sqlite_engine(
+                url, begin="BEGIN IMMEDIATE", pool_size=1, busy_timeout_s=busy_s
+            )
+            self._read_engine = _sqlite_engine(
+                url, begin="BEGIN", pool_size=pool_size, busy_timeout_s=busy_s
+            )
         else:
             engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+                url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_pre_ping=True,
+                connect_args={"server_settings": timeouts.postgres_settings()},
             )
             self._write_engine = self._read_engine = engine
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False)
@@ -117,13 +149,14 @@ class Database:
 
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:
+    """The one place database failures become :class:`Unavailable` (retryable, UNAVAILABLE);
+    anything :func:`classify` does not call an outage passes through unchanged."""
     try:
         yield
-    except PoolTimeout as exc:
-        raise Unavailable("database is busy; retry", retry_after_s=1.0) from exc
-    except DBAPIError as exc:
-        if _is_connection_error(exc):
+    except Exception as exc:
+        outage = classify(exc)
+        if outage is Outage.BUSY:
+            raise Unavailable("database is busy; retry", retry_after_s=1.0) from exc
+        if outage is Outage.DOWN:
             raise Unavailable("database unavailable", retry_after_s=2.0) from exc
         raise
-    except OSError as exc:  # asyncpg raises plain OSErrors when it cannot connect
-        raise Unavailable("database unavailable", retry_after_s=2.0) from exc

@@ -356,8 +356,11 @@ class JobStore:
     ) -> tuple[ClaimedJob, job_pb2.JobEvent] | None:
         """Take the job for an attempt if it is PENDING and due, or RUNNING with an expired
         lease; None if someone else has it or it is finished (a duplicate delivery)."""
-        now = self._clock()
         async with self.db.writing() as session:
+            # The lease starts once we hold a connection: a wait for the pool must not eat it
+            # (a lease born expired is claimable again at once, by a reconciler's wake-up).
+            await session.connection()
+            now = self._clock()
             mean_run_s = await self._mean_run_s_for_job(session, job_id)
             event = await self._transition(
                 session,
@@ -392,8 +395,9 @@ class JobStore:
 
     async def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
         """Extend the lease; returns whether a cancellation was requested. Raises LeaseLost."""
-        now = self._clock()
         async with self.db.writing() as session:
+            await session.connection()
+            now = self._clock()  # after the wait for a connection, as in claim
             result = await session.execute(
                 update(JobRow)
                 .where(*self._held(job_id, owner))
@@ -567,36 +571,33 @@ class JobStore:
 
     async def take_due(self, *, resend_after_s: float, limit: int = 500) -> list[str]:
         """Ids of jobs that need a wake-up: PENDING and due, or RUNNING with an expired lease,
-        and not sent one in the last ``resend_after_s``. Each id is marked as sent by one
-        conditional UPDATE, so reconcilers in several processes never both send it."""
+        and not sent one in the last ``resend_after_s``. One statement picks and marks them, so
+        reconcilers in several processes never both send one. On PostgreSQL the pick is
+        ``FOR UPDATE SKIP LOCKED``: a row another session holds (a frozen worker mid-write) is
+        left for a later pass instead of stalling this one; SQLite has one writer and no row
+        locks, and its dialect leaves the clause out. The pick is a CTE so that it runs (and
+        locks) once, not once per row the UPDATE looks at."""
         now = self._clock()
         cutoff = now - timedelta(seconds=resend_after_s)
         due = _claimable(now)
         not_recent = or_(JobRow.enqueued_at.is_(None), JobRow.enqueued_at < cutoff)
-        async with self.db.reading() as session:
-            candidates = list(
-                (
-                    await session.scalars(
-                        select(JobRow.id)
-                        .where(due, not_recent)
-                        .order_by(JobRow.next_attempt_at)
-                        .limit(limit)
-                    )
-                ).all()
+        picked = (
+            select(JobRow.id)
+            .where(due, not_recent)
+            .order_by(JobRow.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("picked")
+        )
+        async with self.db.writing() as session:
+            result = await session.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(select(picked.c.id)))
+                .values(enqueued_at=now)
+                .returning(JobRow.id)
+                .execution_options(synchronize_session=False)
             )
-        taken: list[str] = []
-        for job_id in candidates:
-            async with self.db.writing() as session:
-                result = await session.execute(
-                    update(JobRow)
-                    .where(JobRow.id == job_id, due, not_recent)
-                    .values(enqueued_at=now)
-                    .returning(JobRow.id)
-                    .execution_options(synchronize_session=False)
-                )
-                if result.scalar_one_or_none() is not None:
-                    taken.append(job_id)
-        return taken
+            return list(result.scalars().all())
 
     # ---- helpers --------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """The reconciler: re-sends wake-ups for jobs that the queue lost or a dead worker left behind.
 
 Every ``interval_s`` it asks the store for PENDING jobs that are due and RUNNING jobs whose
-lease expired, not woken in the last ``resend_after_s``, and enqueues each. The store marks each
-id in a conditional UPDATE, so reconcilers in several processes never both send one; even if
-they did, the claim lets only one worker run it. With it, losing every queue message (a Redis
-restart) delays jobs but loses none. Every worker runs one; ``mediagen scheduler`` runs it alone.
+lease expired, not woken in the last ``resend_after_s``, and enqueues each. The store picks and
+marks them in one statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: a row a stuck session
+holds is skipped, never waited on), so reconcilers in several processes never both send one;
+even if they did, the claim lets only one worker run it. With it, losing every queue message
+(a Redis restart) delays jobs but loses none. Every worker runs one; ``mediagen scheduler`` runs
+it alone.
 """
 
 from __future__ import annotations

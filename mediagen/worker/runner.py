@@ -35,7 +35,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from mediagen.backoff import retry_delay
 from mediagen.config import Settings
-from mediagen.errors import DOMAIN
+from mediagen.errors import DOMAIN, Unavailable
 from mediagen.events.bus import EventBus
 from mediagen.fetching.policy import TOO_LARGE, TOO_MANY_OUTPUTS
 from mediagen.jobs.progress import ProgressTracker
@@ -201,6 +201,8 @@ class JobRunner:
             await self._retry(job, exc)
         except _Permanent as exc:
             await self._fail(job, exc.code, str(exc), exc.reason)
+        except Unavailable as exc:  # the database, down or busy: not a bug, retry like one
+            await self._retry(job, _Transient(f"database: {exc}", retry_after_s=exc.retry_after_s))
         except Exception as exc:  # a bug must not kill the worker; the job retries, bounded
             log.exception("job=%s attempt crashed", job.id)
             await self._retry(job, _Transient(f"internal error: {type(exc).__name__}"))

@@ -206,3 +206,54 @@ async def test_sigterm_drains_a_worker_and_hands_its_jobs_on(deployment: Deploym
     assert [job.status for job in jobs] == [job_pb2.JOB_STATE_SUCCEEDED] * 20
     assert deployment.stats()["predictions"] == 20  # handed-back jobs resumed their predictions
     assert "running→pending (worker stopping)" in leaving.output()
+
+
+async def test_many_watchers_per_job_in_two_api_processes(deployment: Deployment) -> None:
+    """25 WatchJob streams per API process on each of 3 jobs: the Redis bus hands one parsed
+    event to every local watcher, and each still gets the final event with working URLs."""
+    extra = struct_pb2.Struct()
+    extra.update({"emulator_latency_s": 3.0})  # every watcher is live before the jobs end
+    channels = [grpc.aio.insecure_channel(target) for target in deployment.apis]
+    stubs = [pb_grpc.MediaGenerationServiceStub(c) for c in channels]
+    try:
+        jobs = [
+            (
+                await stubs[0].GenerateMedia(
+                    pb.GenerateMediaRequest(
+                        prompt=f"watched {i}",
+                        parameters=job_pb2.GenerationParameters(
+                            width=64, height=64, extra_input=extra
+                        ),
+                    ),
+                    timeout=30,
+                )
+            ).job
+            for i in range(3)
+        ]
+
+        async def watch(stub: pb_grpc.MediaGenerationServiceStub, job_id: str) -> job_pb2.Job:
+            last = None
+            async for response in stub.WatchJob(pb.WatchJobRequest(id=job_id), timeout=120):
+                last = response.event.job
+            assert last is not None
+            return last
+
+        finals = await asyncio.gather(
+            *(watch(stub, job.id) for job in jobs for stub in stubs for _ in range(25))
+        )
+    finally:
+        for channel in channels:
+            await channel.close()
+
+    assert len(finals) == 150
+    assert {final.status for final in finals} == {job_pb2.JOB_STATE_SUCCEEDED}
+    async with httpx.AsyncClient(timeout=30) as http:
+        sem = asyncio.Semaphore(10)
+
+        async def check(final: job_pb2.Job) -> None:
+            (media,) = final.media
+            async with sem:
+                body = (await http.get(media.url)).raise_for_status().content
+            assert hashlib.sha256(body).hexdigest() == media.sha256
+
+        await asyncio.gather(*(check(final) for final in finals))

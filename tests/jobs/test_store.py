@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from google.rpc import code_pb2, status_pb2
+from sqlalchemy import select
 
 from mediagen.errors import JobAlreadyFinished, JobNotFound
 from mediagen.jobs.database import Database
@@ -182,3 +183,25 @@ async def test_an_unbounded_error_is_refused_and_the_job_keeps_its_lease(store: 
     assert (await store.get(job.id, tenant=TENANT)).status == job_pb2.JOB_STATE_RUNNING
     await store.fail(job.id, "w", status_pb2.Status(code=code_pb2.ABORTED, message="bounded"))
     assert (await store.get(job.id, tenant=TENANT)).error.message == "bounded"
+
+
+async def test_a_lease_starts_when_the_claim_gets_a_connection(database_url: str) -> None:
+    """A claim that waited for the pool still gets its whole lease: another claim right after it
+    finds the job taken (a lease counted from before the wait would already have run out)."""
+    db = Database(database_url, pool_size=1, max_overflow=0)
+    store = JobStore(db)
+    try:
+        job, _ = await store.create(spec(), tenant=TENANT)
+
+        async def hold_the_only_connection() -> None:
+            async with db.writing() as session:
+                await session.execute(select(1))
+                await asyncio.sleep(1.5)
+
+        holder = asyncio.create_task(hold_the_only_connection())
+        await asyncio.sleep(0.1)
+        assert await store.claim(job.id, "waited", 1.0) is not None
+        await holder
+        assert await store.claim(job.id, "second", 1.0) is None
+    finally:
+        await db.dispose()

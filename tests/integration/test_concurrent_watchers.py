@@ -1,0 +1,51 @@
+"""Many WatchJob streams on one job in one process: the bus hands every watcher the same event
+object, and each must still get the final event with media URLs that work (an event, once
+published, is never rewritten in place)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import httpx
+from google.protobuf import struct_pb2
+
+from mediagen.v1 import job_pb2
+from mediagen.v1 import media_generation_service_pb2 as pb
+from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
+
+WATCHERS = 50
+
+
+async def test_fifty_watchers_of_one_job_all_get_working_urls(
+    stub: pb_grpc.MediaGenerationServiceStub,
+) -> None:
+    extra = struct_pb2.Struct()
+    extra.update({"emulator_latency_s": 2.0})  # every watcher is live before the job ends
+    request = pb.GenerateMediaRequest(
+        prompt="a crowd watching",
+        parameters=job_pb2.GenerationParameters(
+            width=64, height=64, num_outputs=2, extra_input=extra
+        ),
+    )
+    job = (await stub.GenerateMedia(request)).job
+
+    async def watch() -> list[job_pb2.JobEvent]:
+        call = stub.WatchJob(pb.WatchJobRequest(id=job.id), timeout=60)
+        return [response.event async for response in call]
+
+    streams = await asyncio.gather(*(watch() for _ in range(WATCHERS)))
+
+    finals = [events[-1] for events in streams]
+    assert {final.job.status for final in finals} == {job_pb2.JOB_STATE_SUCCEEDED}
+    # Every watcher saw the same events, down to the same URLs.
+    assert all(events == streams[0] for events in streams)
+    media = finals[0].job.media
+    assert len(media) == 2
+    async with httpx.AsyncClient(timeout=30) as http:
+        for item in media:
+            assert item.url.startswith("http://"), item.url
+            body = (await http.get(item.url)).raise_for_status().content
+            assert hashlib.sha256(body).hexdigest() == item.sha256
+    got = (await stub.GetJob(pb.GetJobRequest(id=job.id))).job
+    assert [m.url for m in got.media] == [m.url for m in media]
