@@ -5,10 +5,12 @@ It follows protoc-gen-openapiv2 where OpenAPI 3 allows: one operation per bindin
 first sentence of a method's comment is its summary), path variables as path parameters, every
 field neither in the path nor the body as a query parameter (dotted proto names, message fields
 expanded leaf by leaf), the body from ``body``, the response from ``response_body``, and a
-``default`` response of ``google.rpc.Status``. A server-streaming method's 200 response is
-documented as the ``{"result": ...}`` / ``{"error": ...}`` NDJSON line ("Stream result of X")
-and as ``text/event-stream``. Message schemas come from :mod:`~mediagen.gateway.schemas`.
-It is 3.0 rather than 3.1 because the packaged Swagger UI (4.x) reads 3.0. No I/O here.
+``default`` response of ``google.rpc.Status`` (401, 403 and 429 named, with the
+``WWW-Authenticate`` and ``Retry-After`` headers the gateway adds). A server-streaming method's
+200 response is documented as the ``{"result": ...}`` / ``{"error": ...}`` NDJSON line
+("Stream result of X") and as ``text/event-stream``. Message schemas come from
+:mod:`~mediagen.gateway.schemas`. It is 3.0 rather than 3.1 because the packaged Swagger UI
+(4.x) reads 3.0. No I/O here.
 """
 
 from __future__ import annotations
@@ -159,9 +161,44 @@ class _Builder:
             op["requestBody"] = self._request_body(binding)
         op["responses"] = {
             "200": self._success(binding),
+            **self.refusals(),
             "default": {"description": "An unexpected error response.", **self.json(self.status)},
         }
         return op
+
+    def refusals(self) -> Schema:
+        """The refusals every RPC may answer before it runs (authentication, roles, limits),
+        with the headers the gateway adds to them."""
+        seconds = {"type": "string", "pattern": "^[0-9]+$"}
+        return {
+            "401": {
+                "description": "UNAUTHENTICATED: no key, or a malformed, unknown or revoked one "
+                "(when the server requires credentials).",
+                "headers": {
+                    "WWW-Authenticate": {
+                        "description": "`Bearer`: send `Authorization: Bearer <key>`.",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                },
+                **self.json(self.status),
+            },
+            "403": {
+                "description": "PERMISSION_DENIED: the key's role may not make this call.",
+                **self.json(self.status),
+            },
+            "429": {
+                "description": "RESOURCE_EXHAUSTED: a limit of the caller's tenant was reached; "
+                "try again after `Retry-After`.",
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds to wait (from the error's RetryInfo).",
+                        "schema": seconds,
+                    }
+                },
+                **self.json(self.status),
+            },
+        }
 
     def _path_params(self, binding: Binding) -> list[Schema]:
         _, names = openapi_path(binding.template)
