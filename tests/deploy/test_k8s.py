@@ -3,12 +3,20 @@ holds together: probes on the ports the app serves, settings the app accepts, no
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from mediagen.auth.startup import AuthMode, auth_mode, is_loopback
+from mediagen.auth.store import KeyStore
+from mediagen.config import ConfigError
+from mediagen.jobs.database import Database
 from tests.deploy.support import (
     K8S_VERSIONS,
     ROLES,
@@ -189,3 +197,47 @@ def test_disruption_budgets_match_pods(k8s_objects: Objects) -> None:
         pdb = _one(k8s_objects, "PodDisruptionBudget", name)
         labels = _one(k8s_objects, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_auth_is_on_and_the_webhook_is_a_public_https_url(k8s_objects: Objects) -> None:
+    settings, _ = settings_from(_env(k8s_objects))
+    assert settings.auth, "the API must require keys"
+    webhook = urlsplit(settings.effective_webhook_url)
+    assert webhook.scheme == "https" and webhook.path == "/webhooks/replicate"
+    assert webhook.hostname and not is_loopback(webhook.hostname)
+    assert webhook.hostname != "0.0.0.0", "the default (<public url>) would name the bind address"
+    assert settings.output_hosts, "outputs come from configured hosts only"
+
+
+def test_the_documented_first_key_lets_the_api_start(k8s_objects: Objects, tmp_path: Path) -> None:
+    """docs/distributed.md's first-key command, run as written (in a pod that starts without
+    keys) against a fresh database: before it the API's start-up rule refuses, after it
+    authentication is enforced."""
+    text = (ROOT / "docs" / "distributed.md").read_text()
+    found = re.search(
+        r"kubectl -n mediagen exec deploy/([\w-]+) -- mediagen (keys create .+)", text
+    )
+    assert found, "docs/distributed.md shows how to create the first key"
+    deployment, command = found.group(1), found.group(2).split()
+    _one(k8s_objects, "Deployment", deployment)
+    assert deployment != "mediagen-api", "the API cannot start before the first key exists"
+
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'mediagen.db'}"
+    env = {**_env(k8s_objects), "DATABASE_URL": database_url}
+    settings, _ = settings_from(env)
+    api_env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **env}
+    key = run(sys.executable, "-m", "mediagen", *command, env=api_env).strip()
+    assert key.startswith("mg_")
+
+    async def active_keys() -> int:
+        db = Database(database_url)
+        try:
+            return await KeyStore(db).count_active()
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(active_keys()) == 1
+    mode = auth_mode(enabled=settings.auth, host=settings.host, active_keys=1)
+    assert mode is AuthMode.ENFORCED
+    with pytest.raises(ConfigError, match="no API keys"):
+        auth_mode(enabled=settings.auth, host=settings.host, active_keys=0)
