@@ -174,6 +174,20 @@ async def test_http_maps_refusals_to_401_and_403(secured: Secured) -> None:
     assert [(name, p.tenant) for name, p in secured.seen] == [("ListJobs", "acme")]
 
 
+async def test_a_revoked_key_is_401_over_http(secured: Secured) -> None:
+    headers = {"Authorization": f"Bearer {secured.keys['globex']}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{secured.app.http_port}") as http:
+        assert (await http.get("/api/v1/jobs", headers=headers)).status_code == 200
+        await secured.store.revoke(secured.ids["globex"])
+        revoked = await http.get("/api/v1/jobs", headers=headers)
+        health = await http.get("/api/v1/health")
+    assert revoked.status_code == 401
+    assert revoked.headers["www-authenticate"].startswith("Bearer")
+    assert revoked.json()["details"][0]["reason"] == "API_KEY_INVALID"
+    assert secured.keys["globex"] not in revoked.text
+    assert health.status_code == 200 and health.json() == {"status": "SERVING"}
+
+
 async def test_reflection_is_open_by_default(secured: Secured) -> None:
     async with grpc.aio.insecure_channel(secured.app.grpc_target) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)

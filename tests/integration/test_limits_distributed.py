@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -17,7 +18,7 @@ from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
 from tests.fixtures.api_keys import drop_keys, tenant_keys
 from tests.fixtures.database import _truncate
-from tests.fixtures.processes import Cluster, free_port, wait_for_grpc_health
+from tests.fixtures.processes import Cluster, free_port, wait_for_grpc_health, wait_for_http
 from tests.fixtures.redis_server import MACHINE_REDIS_URL, PrivateRedis
 
 BURST = 6
@@ -75,6 +76,15 @@ def reason_of(error: grpc.aio.AioRpcError) -> str:
     return info.reason
 
 
+def retry_delay_s(error: grpc.aio.AioRpcError) -> float:
+    """The refusal's google.rpc.RetryInfo delay (it must carry one)."""
+    status = rpc_status.from_call(error)
+    assert status is not None
+    info = error_details_pb2.RetryInfo()
+    assert any(detail.Unpack(info) for detail in status.details), status
+    return info.retry_delay.ToTimedelta().total_seconds()
+
+
 async def test_one_rate_limit_across_two_api_processes(
     two_apis: tuple[list[str], Keys],
 ) -> None:
@@ -105,6 +115,8 @@ async def test_one_rate_limit_across_two_api_processes(
                     pb.GenerateMediaRequest(prompt="late"), timeout=30, metadata=acme
                 )
             assert reason_of(refused.value) == "RATE_LIMITED"
+            # One token per 1000 s: the wait the refusal suggests is the bucket's, not zero.
+            assert retry_delay_s(refused.value) > 60
         listed = await stubs[0].ListJobs(pb.ListJobsRequest(), timeout=30, metadata=acme)
         assert sorted(job.id for job in listed.jobs) == sorted(accepted)
 
@@ -121,6 +133,61 @@ async def test_one_rate_limit_across_two_api_processes(
     finally:
         for channel in channels:
             await channel.close()
+
+
+async def test_active_job_quota_across_two_api_processes_and_a_gateway(
+    cluster: Cluster, postgres_url: str, tmp_path: Path
+) -> None:
+    """MEDIAGEN_MAX_ACTIVE_JOBS holds across API processes (no worker runs, so jobs stay
+    PENDING); the refusal carries RetryInfo, and through a gateway it is 429 + Retry-After."""
+    await _truncate(postgres_url)
+    keys = await tenant_keys(postgres_url, "acme", "globex")
+    acme, globex = keys["acme"], keys["globex"]
+    cluster.env |= api_env(tmp_path, postgres_url, MACHINE_REDIS_URL) | {
+        "MEDIAGEN_RATE_LIMIT_PER_S": "0",
+        "MEDIAGEN_MAX_ACTIVE_JOBS": "3",
+    }
+    channels: list[grpc.aio.Channel] = []
+    try:
+        targets = start_apis(cluster, 2)
+        http_port = free_port()
+        gateway = cluster.start(
+            "gateway", "gateway", "--grpc-target", targets[1],
+            env={"MEDIAGEN_HTTP_PORT": str(http_port)},
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{http_port}"
+        wait_for_http(f"{base}/api/v1/health", gateway)
+        channels = [grpc.aio.insecure_channel(target) for target in targets]
+        stubs = [pb_grpc.MediaGenerationServiceStub(channel) for channel in channels]
+        for i in range(3):  # sequential: concurrent ones may overshoot (documented)
+            await stubs[i % 2].GenerateMedia(
+                pb.GenerateMediaRequest(prompt=f"active {i}"), timeout=30, metadata=acme
+            )
+        for stub in stubs:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.GenerateMedia(
+                    pb.GenerateMediaRequest(prompt="one too many"), timeout=30, metadata=acme
+                )
+            assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert reason_of(refused.value) == "TOO_MANY_ACTIVE_JOBS"
+            assert 1 <= retry_delay_s(refused.value) <= 60
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            over = await http.post(
+                "/api/v1/jobs/generate", json={"prompt": "over http"}, headers=dict(acme)
+            )
+            assert over.status_code == 429, over.text
+            assert 1 <= int(over.headers["retry-after"]) <= 60
+            assert over.json()["code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+            # Another tenant is not limited by acme's jobs.
+            other = await http.post(
+                "/api/v1/jobs/generate", json={"prompt": "globex"}, headers=dict(globex)
+            )
+            assert other.status_code == 200, other.text
+    finally:
+        for channel in channels:
+            await channel.close()
+        cluster.stop_all()
+        await drop_keys(postgres_url)
 
 
 async def test_redis_down_means_unavailable_not_unlimited(

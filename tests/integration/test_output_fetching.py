@@ -272,14 +272,21 @@ async def test_a_token_echoed_upstream_never_reaches_the_job_or_the_logs(
         "see https://cdn.example/x?X-Amz-Signature=c0ffee&sig=abc"
     )
     emulator.emulator.inject(Outcome(status=PredictionStatus.FAILED, error=echo, match=prompt))
-    async with service(tmp_path, emulator) as (_, stub):
+    async with service(tmp_path, emulator) as (app, stub):
         job = await run(stub, prompt)
+        listed = await stub.ListJobs(pb.ListJobsRequest())
+    # Every byte the service stored (the job rows and events in its database, its media): no
+    # secret there either, whatever the API would make of it.
+    stored = b"".join(f.read_bytes() for f in app.settings.data_dir.rglob("*") if f.is_file())
+    assert job.id.encode() in stored
 
     assert job.status == job_pb2.JOB_STATE_FAILED
     assert "upstream rejected Authorization: [REDACTED]" in job.error.message
     for secret in (TOKEN, "c0ffee", "sig=abc"):
         assert secret not in job.error.message
+        assert secret not in str(listed)
         assert secret not in caplog.text
+        assert secret.encode() not in stored
     assert f"job={job.id} running→failed" in caplog.text  # the failure was logged, redacted
 
 
