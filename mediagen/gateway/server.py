@@ -6,35 +6,23 @@ server process, a 1 KB JSON GET, three runs on this 2-core machine): at 16 conne
 connection aiohttp was a little ahead (2,500-3,200 against 2,100-2,500 requests/s, p50 0.3 ms
 for both). Starlette and uvicorn were already the project's HTTP stack (the Replicate emulator).
 
-The embedded server leaves signal handling to its host (``mediagen serve`` owns SIGTERM):
-:class:`RunningGateway` is stopped by calling :meth:`RunningGateway.stop`, which ends open
-streams with UNAVAILABLE, stops accepting connections and lets in-flight requests finish for up
-to the grace period.
+The embedded server (run by :mod:`mediagen.http_server`, as the emulator is) leaves signal
+handling to its host (``mediagen serve`` owns SIGTERM): :class:`RunningGateway` is stopped by
+calling :meth:`RunningGateway.stop`, which ends open streams with UNAVAILABLE, stops accepting
+connections and lets in-flight requests finish for up to the grace period.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
-import uvicorn
 
 from mediagen.config import Settings, TLSSettings
 from mediagen.gateway.app import GatewayApp, build_gateway_app
-from mediagen.net import listen_tcp
+from mediagen.http_server import RunningHttpServer, start_http_server
 from mediagen.tls import ClientTLS, uvicorn_ssl_options
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that does not touch the process's signal handlers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass
@@ -44,20 +32,17 @@ class RunningGateway:
     app: GatewayApp
     host: str
     port: int
-    _server: uvicorn.Server
-    _task: asyncio.Task[None]
+    _http: RunningHttpServer
     scheme: str = "http"  # "https" with TLS
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{self._http.host_port}"
 
     async def stop(self) -> None:
         """Stop gracefully: end streams, refuse new connections, finish in-flight requests."""
         self.app.close_streams()
-        self._server.should_exit = True
-        await asyncio.shield(self._task)
+        await self._http.stop()
 
 
 async def start_gateway(
@@ -71,28 +56,9 @@ async def start_gateway(
     """Serve ``app`` on ``host:port`` (0: any free port) from the running event loop; HTTPS only
     with ``tls`` (and a client certificate required when it has a client CA)."""
     ssl_options = uvicorn_ssl_options(tls) if tls is not None else {}
-    sock = listen_tcp(host, port)
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        ws="none",
-        server_header=False,
-        timeout_graceful_shutdown=math.ceil(grace_s),
-        **ssl_options,
-    )
-    server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway")
-    while not server.started:
-        if task.done():
-            sock.close()
-            await task  # raises the start-up error
-            raise RuntimeError("the gateway stopped while starting")
-        await asyncio.sleep(0.01)
-    bound_port = int(sock.getsockname()[1])
+    http = await start_http_server(app, host, port, name="HTTP", grace_s=grace_s, **ssl_options)
     scheme = "https" if tls is not None else "http"
-    return RunningGateway(app, host, bound_port, server, task, scheme)
+    return RunningGateway(app, host, http.port, http, scheme)
 
 
 async def run_gateway(

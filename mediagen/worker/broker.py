@@ -1,7 +1,8 @@
 """The Taskiq broker and the one task it carries: "wake up for job <id>".
 
 Embedded: ``InMemoryBroker`` (the task runs as an asyncio task in the same process).
-Distributed: ``RedisStreamBroker`` (acknowledged delivery). Either way a message only wakes a
+Distributed: a ``RedisStreamBroker`` that outlives Redis outages (acknowledged delivery;
+:mod:`mediagen.worker.redis_stream`). Either way a message only wakes a
 worker; the claim in the database decides who works (``../shared/reference/taskiq.md`` §10).
 """
 
@@ -13,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from taskiq import AsyncBroker, Context, InMemoryBroker, TaskiqDepends
-from taskiq_redis import RedisStreamBroker
 
 from mediagen.config import Settings
+from mediagen.worker.redis_stream import ResilientStreamBroker
 
 TASK_NAME = "mediagen.run_job"
 CONSUMER_GROUP = "mediagen-workers"
@@ -34,7 +35,7 @@ def build_broker(settings: Settings) -> AsyncBroker:
         # graceful worker shutdown hang (asyncio.wait_for loses the cancellation, gh-86296), so
         # there we rely on keepalive instead; 3.12+ gets a timeout above the 2 s blocking read.
         connection["socket_timeout"] = None if sys.version_info < (3, 12) else 10
-        broker = RedisStreamBroker(
+        broker = ResilientStreamBroker(
             settings.redis_url,
             queue_name=settings.queue_name,
             consumer_group_name=CONSUMER_GROUP,

@@ -4,7 +4,9 @@ Every ``interval_s`` it asks the store for PENDING jobs that are due and RUNNING
 lease expired, not woken in the last ``resend_after_s``, and enqueues each. The store marks each
 id in a conditional UPDATE, so reconcilers in several processes never both send one; even if
 they did, the claim lets only one worker run it. With it, losing every queue message (a Redis
-restart) delays jobs but loses none. Every worker runs one; ``mediagen scheduler`` runs it alone.
+restart) delays jobs but loses none: a worker that finds its queue again after an outage (or its
+stream recreated) calls :meth:`Reconciler.sweep` at once. Every worker runs one; ``mediagen
+scheduler`` runs it alone.
 """
 
 from __future__ import annotations
@@ -42,11 +44,21 @@ class Reconciler:
             try:
                 await self.enqueue(job_id)
                 sent += 1
-            except Exception as exc:  # the queue is down: the next pass tries again
-                log.warning("reconciler could not enqueue job=%s: %s", job_id, exc)
+            except Exception as exc:  # the queue is down: the rest would fail alike
+                log.warning(
+                    "reconciler: queue unavailable (%s); %d job(s) wait for the next pass",
+                    exc,
+                    len(job_ids) - sent,
+                )
+                break
         if sent:
             log.info("reconciler re-sent %d job(s)", sent)
         return sent
+
+    async def sweep(self) -> int:
+        """Wake every due job now, however recently it was woken: the queue may have lost
+        every message (it starts empty in-process, or Redis came back empty)."""
+        return await self.run_once(resend_after_s=0)
 
     async def run_forever(self) -> None:
         while True:
