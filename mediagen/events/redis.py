@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from mediagen.backoff import exponential_delays
 from mediagen.events.bus import LocalFanout, Subscription
+from mediagen.redis_retry import stale_connection_retry
 from mediagen.v1 import job_pb2
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ class RedisBus:
     """Job events over Redis pub/sub, one channel per job (``<prefix><job id>``)."""
 
     def __init__(self, url: str, *, channel_prefix: str = "mediagen:events:") -> None:
-        self._redis = aioredis.Redis.from_url(url, socket_keepalive=True)
+        self._redis = aioredis.Redis.from_url(
+            url, socket_keepalive=True, retry=stale_connection_retry()
+        )
         self._prefix = channel_prefix
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._fanout = LocalFanout()

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from taskiq import AsyncBroker, Context, InMemoryBroker, TaskiqDepends
 
 from mediagen.config import Settings
+from mediagen.redis_retry import stale_connection_retry
 from mediagen.worker.redis_stream import ResilientStreamBroker
 
 TASK_NAME = "mediagen.run_job"
@@ -30,7 +31,13 @@ def build_broker(settings: Settings) -> AsyncBroker:
     """The broker for the configured mode, with the job task registered on it."""
     broker: AsyncBroker
     if settings.redis_url:
-        connection: dict[str, Any] = {"socket_keepalive": True, "health_check_interval": 30}
+        connection: dict[str, Any] = {
+            "socket_keepalive": True,
+            "health_check_interval": 30,
+            # A pooled connection broken by a Redis restart is reconnected and the command sent
+            # again, instead of failing once per stale connection (redis-py's pools retry 0).
+            "retry": stale_connection_retry(),
+        }
         # redis-py 8 defaults to a 5 s socket timeout. On Python 3.11 a socket timeout makes a
         # graceful worker shutdown hang (asyncio.wait_for loses the cancellation, gh-86296), so
         # there we rely on keepalive instead; 3.12+ gets a timeout above the 2 s blocking read.

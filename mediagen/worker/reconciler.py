@@ -34,6 +34,7 @@ class Reconciler:
         self.enqueue = enqueue
         self.interval_s = interval_s
         self.resend_after_s = resend_after_s
+        self._queue_down = False
 
     async def run_once(self, *, resend_after_s: float | None = None) -> int:
         """One pass; returns how many jobs were re-sent."""
@@ -45,15 +46,25 @@ class Reconciler:
                 await self.enqueue(job_id)
                 sent += 1
             except Exception as exc:  # the queue is down: the rest would fail alike
-                log.warning(
-                    "reconciler: queue unavailable (%s); %d job(s) wait for the next pass",
-                    exc,
-                    len(job_ids) - sent,
-                )
+                self._queue_failed(exc, len(job_ids) - sent)
                 break
         if sent:
+            if self._queue_down:
+                self._queue_down = False
+                log.info("reconciler: queue reachable again")
             log.info("reconciler re-sent %d job(s)", sent)
         return sent
+
+    def _queue_failed(self, exc: Exception, waiting: int) -> None:
+        """Warn once per outage, naming the underlying error (taskiq wraps it)."""
+        if self._queue_down:
+            return
+        self._queue_down = True
+        log.warning(
+            "reconciler: queue unavailable (%s); %d job(s) wait for a later pass",
+            exc.__cause__ or exc,
+            waiting,
+        )
 
     async def sweep(self) -> int:
         """Wake every due job now, however recently it was woken: the queue may have lost
