@@ -106,9 +106,11 @@ class ResilientStreamBroker(RedisStreamBroker):
         group had to be recreated, which loses messages just as an outage does)."""
         if available == self.available and not changed:
             return
+        was = self.available
         self.available = available
         if available:
-            log.info("queue %s: Redis reachable again; consuming", self.queue_name)
+            if not was:
+                log.info("queue %s: Redis reachable again; consuming", self.queue_name)
         else:
             log.warning(
                 "queue %s: Redis unreachable (%s); reconnecting, in-flight jobs go on",

@@ -192,6 +192,8 @@ async def test_workers_outlive_redis_restarting_empty(
     await until(unavailable, 15, "both workers report NOT_SERVING")
     # Accepted while Redis is down: the reconciler sends their wake-ups later.
     during = [(await stub.GenerateMedia(request(f"during {i}", 1.0))).job for i in range(3)]
+    # And watched from the outage on: the streams open without the event bus.
+    watching_late = [asyncio.create_task(watch_to_end(stub, job.id)) for job in during]
     await asyncio.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
     assert_alive(fleet)
     fleet.redis.start()  # the same port, and empty: no stream, no consumer group
@@ -202,9 +204,7 @@ async def test_workers_outlive_redis_restarting_empty(
     await until(serving, 20, "both workers report SERVING again")
     finished = await asyncio.wait_for(asyncio.gather(*watching), timeout=60)
     assert [job.status for job in finished] == [job_pb2.JOB_STATE_SUCCEEDED] * 4
-    late = await asyncio.wait_for(
-        asyncio.gather(*(watch_to_end(stub, job.id) for job in during)), timeout=60
-    )
+    late = await asyncio.wait_for(asyncio.gather(*watching_late), timeout=60)
     assert [job.status for job in late] == [job_pb2.JOB_STATE_SUCCEEDED] * 3
     # And the queue works as before.
     fresh = [(await stub.GenerateMedia(request(f"after {i}", 0.5))).job for i in range(4)]
