@@ -28,6 +28,11 @@ from sqlalchemy.ext.asyncio import (
 from mediagen.errors import Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Every transaction here is a few statements sent back to back, so one left open and idle this
+#: long belongs to a process that stopped (SIGSTOP, a frozen VM) mid-transaction: PostgreSQL
+#: ends that session, and the row locks it held stop stalling every other process's claims and
+#: the reconciler.
+POSTGRES_SESSION_SETTINGS = {"idle_in_transaction_session_timeout": "10000"}  # ms
 
 
 def _is_sqlite(url: str) -> bool:
@@ -91,7 +96,11 @@ class Database:
             self._read_engine = _sqlite_engine(url, begin="BEGIN", pool_size=pool_size)
         else:
             engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+                url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_pre_ping=True,
+                connect_args={"server_settings": POSTGRES_SESSION_SETTINGS},
             )
             self._write_engine = self._read_engine = engine
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False)

@@ -34,7 +34,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from mediagen.backoff import retry_delay
 from mediagen.config import Settings
-from mediagen.errors import DOMAIN
+from mediagen.errors import DOMAIN, Unavailable
 from mediagen.events.bus import EventBus
 from mediagen.fetching.policy import TOO_LARGE, TOO_MANY_OUTPUTS
 from mediagen.jobs.progress import ProgressTracker
@@ -290,6 +290,8 @@ class JobRunner:
             await self._retry(job, _Transient("attempt timed out", code=code_pb2.DEADLINE_EXCEEDED))
         except _Transient as exc:
             await self._retry(job, exc)
+        except Unavailable as exc:  # the database dropped a write: a dependency, not a bug
+            await self._retry(job, _Transient(f"{exc}", retry_after_s=exc.retry_after_s))
         except _Permanent as exc:
             await self._fail(job, exc.code, str(exc), exc.reason)
         except Exception as exc:  # a bug must not kill the worker; the job retries, bounded

@@ -166,6 +166,18 @@ async def until(probe: object, timeout_s: float, what: str) -> None:
     raise AssertionError(f"not within {timeout_s}s: {what}")
 
 
+async def holding_and_not(fleet: Fleet) -> tuple[Worker, Worker]:
+    """A worker that holds a job now, and the other one (either may have taken them all)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        owners = set((await fleet.holders()).values())
+        for i, worker in enumerate(fleet.workers):
+            if worker.owner in owners:
+                return worker, fleet.workers[1 - i]
+        await asyncio.sleep(0.2)
+    raise AssertionError("no worker holds a job")
+
+
 def assert_alive(fleet: Fleet) -> None:
     for worker in fleet.workers:
         assert worker.proc.popen.poll() is None, f"{worker.proc.name} exited:\n" + (
@@ -251,14 +263,9 @@ async def test_a_deleted_stream_is_recreated(
 async def test_a_stolen_lease_is_one_warning_naming_the_new_owner(
     fleet: Fleet, stub: pb_grpc.MediaGenerationServiceStub
 ) -> None:
-    sleeper, other = fleet.workers
     jobs = [(await stub.GenerateMedia(request(f"long {i}", 10.0))).job for i in range(4)]
     watching = [asyncio.create_task(watch_to_end(stub, job.id)) for job in jobs]
-
-    async def sleeper_holds() -> bool:
-        return sleeper.owner in (await fleet.holders()).values()
-
-    await until(sleeper_holds, 20, "the first worker holds a job")
+    sleeper, other = await holding_and_not(fleet)
     sleeper.proc.popen.send_signal(signal.SIGSTOP)
     try:
         held = [j for j, owner in (await fleet.holders()).items() if owner == sleeper.owner]
@@ -286,14 +293,9 @@ async def test_a_stolen_lease_is_one_warning_naming_the_new_owner(
 async def test_a_shutdown_past_the_grace_hands_back_quietly(
     fleet: Fleet, stub: pb_grpc.MediaGenerationServiceStub
 ) -> None:
-    leaving, staying = fleet.workers
     jobs = [(await stub.GenerateMedia(request(f"slow {i}", 6.0))).job for i in range(4)]
     watching = [asyncio.create_task(watch_to_end(stub, job.id)) for job in jobs]
-
-    async def leaving_holds() -> bool:
-        return leaving.owner in (await fleet.holders()).values()
-
-    await until(leaving_holds, 20, "the leaving worker holds a job")
+    leaving, staying = await holding_and_not(fleet)
     held = [j for j, owner in (await fleet.holders()).items() if owner == leaving.owner]
     began = time.monotonic()
     assert leaving.proc.stop(timeout_s=20) == 0
