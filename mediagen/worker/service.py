@@ -32,6 +32,9 @@ from mediagen.worker.runner import HAND_BACK_S, JobRunner
 
 log = logging.getLogger(__name__)
 
+#: Pause before starting a queue consumer again after it failed.
+RESTART_CONSUMER_S = 1.0
+
 
 class WorkerService:
     """Build, then :meth:`start` and :meth:`stop` (idempotent, also after a failed start)."""
@@ -68,13 +71,7 @@ class WorkerService:
         if isinstance(broker, ResilientStreamBroker):
             broker.on_state = self._queue_state
         if not isinstance(broker, InMemoryBroker):
-            receiver = Receiver(
-                broker,
-                max_async_tasks=settings.worker_concurrency,
-                run_startup=False,
-                wait_tasks_timeout=settings.shutdown_grace_s,
-            )
-            self._listening = asyncio.create_task(receiver.listen(self._finish), name="consume")
+            self._listening = asyncio.create_task(self._consume(), name="consume")
 
     async def stop(self) -> None:
         if self._stopped:
@@ -94,6 +91,24 @@ class WorkerService:
         if self.health is not None:
             await self.health.server.stop(0)
         await self._provider.close()
+
+    async def _consume(self) -> None:
+        """Run taskiq's receiver until stopped. The broker rides out Redis itself; anything
+        else that ends the receiver is logged and the receiver started again, so the process
+        never keeps running without consuming."""
+        while not self._finish.is_set():
+            receiver = Receiver(
+                self.core.broker,
+                max_async_tasks=self.settings.worker_concurrency,
+                run_startup=False,
+                wait_tasks_timeout=self.settings.shutdown_grace_s,
+            )
+            try:
+                await receiver.listen(self._finish)
+            except Exception:  # a bug or a broker error: keep the worker consuming
+                log.exception("queue consumer failed; starting it again")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._finish.wait(), RESTART_CONSUMER_S)
 
     async def _stop_listening(self, listening: asyncio.Task[None]) -> None:
         # The receiver stops fetching at once and waits for its tasks, which the drain ended.
