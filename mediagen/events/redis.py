@@ -5,7 +5,7 @@ process is watching; a reader task hands each message to the local subscribers. 
 fails a job: if Redis is down the event is lost (watchers re-read the store), said once per
 outage. Subscribing never fails either: while Redis is down a subscription is local only, and
 the reader, reconnecting with backoff, subscribes its channel once Redis is back (redis-py
-itself re-subscribes the channels it had). Every outage is one warning and one "back" line.
+itself re-subscribes the channels it had). Each outage is said once, and its end once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mediagen.v1 import job_pb2
 
 log = logging.getLogger(__name__)
 
-#: Reconnection backoff of the reader (full jitter), doubling from the first to the second.
+#: The reader's reconnection backoff (full jitter): at most the base at first, doubling to the cap.
 RECONNECT_BASE_S = 0.2
 RECONNECT_MAX_S = 5.0
 

@@ -3,11 +3,11 @@
 ``RedisStreamBroker.listen`` raises on the first Redis error, which ends taskiq's receiver and
 with it the worker: Redis stopped, restarted empty (the consumer group is gone: ``NOGROUP``), or
 the stream key deleted under a blocking read (``UNBLOCKED the stream key no longer exists``).
-Here ``listen`` survives all of them: it reports the queue unavailable, reconnects with capped,
-jittered backoff, recreates the consumer group if it is missing, reports the queue available
-again and goes on reading. Messages Redis lost are not its business: the database is the truth,
-and the worker answers :meth:`ResilientStreamBroker.listen`'s "available again" with a
-reconciler sweep (``reference/taskiq.md`` §10).
+Here ``listen`` survives all of them: while Redis is unreachable it says so (``on_state``) and
+reconnects with capped, jittered backoff; it recreates the consumer group if it is missing; then
+it says the queue is available again and goes on reading. Messages Redis lost are not its
+business: the database is the truth, and the worker answers "available again" with a reconciler
+sweep (``reference/taskiq.md`` §10).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from mediagen.backoff import exponential_delays
 
 log = logging.getLogger(__name__)
 
-#: Reconnection backoff (full jitter): first retry within this, then doubling up to the cap.
+#: Reconnection backoff (full jitter): at most the base at first, doubling to the cap.
 RECONNECT_BASE_S = 0.2
 RECONNECT_MAX_S = 5.0
 
