@@ -163,7 +163,7 @@ class Settings:
     db_lock_timeout_s: float = 5.0
     # A session idle inside a transaction (a frozen or stopped process) is terminated after
     # this long, releasing its locks; we never keep one open across a provider or storage call.
-    db_idle_in_transaction_timeout_s: float = 60.0
+    db_idle_in_transaction_timeout_s: float = 10.0
 
     redis_url: str | None = None  # None: in-process queue and event bus (embedded)
     queue_name: str = "mediagen:jobs"

@@ -21,15 +21,9 @@ import grpc
 from mediagen.api.server import start_grpc_server
 from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.jobs.migrate import upgrade
-from mediagen.wiring import (
-    Core,
-    build_auth,
-    build_reconciler,
-    build_runner,
-    build_servicer,
-    open_core,
-)
+from mediagen.wiring import Core, build_auth, build_servicer, open_core
 from mediagen.worker.runner import JobRunner
+from mediagen.worker.service import WorkerService
 
 
 class Embedded:
@@ -78,10 +72,10 @@ class Embedded:
         self.settings = settings
         core = self.core = await stack.enter_async_context(open_core(settings, worker=True))
 
-        runner, provider = build_runner(core)
-        self.runner = runner
-        stack.push_async_callback(provider.close)
-        stack.push_async_callback(runner.drain, settings.shutdown_grace_s)
+        # Built (its runner registered) before the API can enqueue anything.
+        worker = WorkerService(core)
+        self.runner = worker.runner
+        stack.push_async_callback(worker.stop)
 
         servicer = build_servicer(core)
         if settings.tls is not None and self.with_gateway:
@@ -96,16 +90,19 @@ class Embedded:
             max_message_bytes=settings.grpc_max_message_bytes,
         )
         self.grpc_port = server.port
-        stack.push_async_callback(server.stop, settings.shutdown_grace_s, servicer)
+
+        async def stop_api_and_worker() -> None:
+            # One grace period: the API and the worker drain side by side.
+            await asyncio.gather(server.stop(settings.shutdown_grace_s, servicer), worker.stop())
+
+        stack.push_async_callback(stop_api_and_worker)
 
         if self.with_gateway:
             await self._start_gateway(settings)
 
-        reconciler = build_reconciler(core)
-        # The in-process queue starts empty: wake every job a previous run left behind.
-        await reconciler.run_once(resend_after_s=0)
-        task = asyncio.create_task(reconciler.run_forever(), name="reconciler")
-        stack.push_async_callback(_cancel, task)
+        # The in-process queue starts empty: the worker's first sweep wakes every job a
+        # previous run left behind.
+        await worker.start()
 
     async def _start_emulator(self, settings: Settings) -> Settings:
         from mediagen.emulator import EmulatorConfig, start_emulator
@@ -151,7 +148,13 @@ class Embedded:
             files_secret_key=settings.secret_key,
             http=settings.http,
         )
-        gateway = await start_gateway(app, settings.host, settings.http_port, tls=settings.tls)
+        gateway = await start_gateway(
+            app,
+            settings.host,
+            settings.http_port,
+            grace_s=settings.shutdown_grace_s,
+            tls=settings.tls,
+        )
         self.http_port = gateway.port
         self._gateway_url = gateway.url
         self._stack.push_async_callback(gateway.stop)
@@ -193,9 +196,3 @@ def _free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -15,21 +15,14 @@ import sys
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from taskiq.receiver import Receiver
-
 from mediagen.api.server import start_grpc_server
 from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.embedded import Embedded
 from mediagen.jobs.migrate import upgrade
 from mediagen.redaction import RedactingFilter
 from mediagen.tls import ClientTLS
-from mediagen.wiring import (
-    build_auth,
-    build_reconciler,
-    build_runner,
-    build_servicer,
-    open_core,
-)
+from mediagen.wiring import build_auth, build_reconciler, build_servicer, open_core
+from mediagen.worker.service import WorkerService
 
 log = logging.getLogger(__name__)
 
@@ -132,38 +125,16 @@ async def worker(settings: Settings) -> None:
     """Run a worker (and its reconciler) until SIGTERM/SIGINT, then drain."""
     _require_redis(settings, "worker")
     async with open_core(settings, worker=True) as core:
-        runner, provider = build_runner(core)
-        health = None
-        if settings.worker_health_port:
-            health = await start_grpc_server(
-                settings.host, settings.worker_health_port, servicer=None
+        service = WorkerService(core, health_port=settings.worker_health_port or None)
+        try:
+            await service.start()
+            _announce(
+                f"worker {service.owner} consuming {settings.queue_name}"
+                + (f"; health on {settings.host}:{service.health_port}" if service.health else "")
             )
-        receiver = Receiver(
-            core.broker,
-            max_async_tasks=settings.worker_concurrency,
-            run_startup=False,
-            wait_tasks_timeout=settings.shutdown_grace_s,
-        )
-        finish = asyncio.Event()
-        listening = asyncio.create_task(receiver.listen(finish))
-        _announce(
-            f"worker {runner.owner} consuming {settings.queue_name}"
-            + (f"; health on {settings.host}:{health.port}" if health else "")
-        )
-        async with _background(build_reconciler(core).run_forever()):
-            stopped = asyncio.create_task(_until_signalled())
-            await asyncio.wait({listening, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if health is not None:
-                await health.health.enter_graceful_shutdown()
-            finish.set()
-            await runner.drain(settings.shutdown_grace_s)
-            listening.cancel()
-            stopped.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listening
-        if health is not None:
-            await health.server.stop(1)
-        await provider.close()
+            await _until_signalled()
+        finally:
+            await service.stop()
 
 
 async def gateway(

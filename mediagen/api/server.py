@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from mediagen.api.decoding import DecodeRequests
 from mediagen.api.servicer import MediaGenerationServicer
 from mediagen.config import TLSSettings
+from mediagen.net import cannot_listen, port_in_use
 from mediagen.tls import grpc_server_credentials
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
@@ -38,6 +39,9 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # gRPC sets SO_REUSEPORT by default: a second server on a taken port would bind beside the
+    # first and take half of its calls (to another database, say). Off, a taken port fails.
+    ("grpc.so_reuseport", 0),
 )
 #: Request metadata a caller may send (gRPC's soft limit; its hard limit is 1.25 times this).
 #: Above the gateway's forwarded headers (16 KiB of HTTP headers by default) plus gRPC's own.
@@ -98,17 +102,27 @@ async def start_grpc_server(
         pb_grpc.add_MediaGenerationServiceServicer_to_server(servicer, server)
         names.append(SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
-    address = f"{host}:{port}"
-    bound = (
-        server.add_secure_port(address, grpc_server_credentials(tls))
-        if tls is not None
-        else server.add_insecure_port(address)
-    )
-    if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port}")
+    bound = _bind(server, host, port, tls)
     if unix_socket is not None and server.add_insecure_port(f"unix:{unix_socket}") == 0:
         raise OSError(f"cannot listen on {unix_socket}")
     await server.start()
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return GrpcServer(server, health_servicer, bound)
+
+
+def _bind(server: grpc.aio.Server, host: str, port: int, tls: TLSSettings | None) -> int:
+    """Add the TCP port; :class:`~mediagen.net.CannotListen` naming it if that fails."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    credentials = grpc_server_credentials(tls) if tls is not None else None
+    try:
+        bound = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
+    except RuntimeError:  # gRPC says only "Failed to bind": find out why, to say it
+        bound = 0
+    if bound == 0:
+        raise cannot_listen("gRPC", host, port, port_in_use(host, port))
+    return bound

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from mediagen.cli.base import EXIT_OK, UsageError
+from mediagen.cli.base import EXIT_FAILED, EXIT_OK, UsageError
 from mediagen.cli.commands import default_target
+from mediagen.cli.output import print_error
 from mediagen.cli.tls_options import client_tls
 from mediagen.config import ConfigError, Settings
+from mediagen.net import CannotListen
 from mediagen.tls import ClientTLS
 
 
@@ -113,6 +115,9 @@ def run_role(args: argparse.Namespace) -> int:
         asyncio.run(_role(args.command, settings.replace(**changes), grpc_target, upstream_tls))
     except ConfigError as exc:  # raised by a role that cannot run with this configuration
         raise UsageError(f"configuration: {exc}") from exc
+    except CannotListen as exc:  # a port taken (by another mediagen, say): say which, once
+        print_error(exc.strerror or str(exc))
+        return EXIT_FAILED
     return EXIT_OK
 
 

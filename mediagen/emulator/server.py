@@ -1,10 +1,10 @@
-"""Serving the emulator with uvicorn inside the caller's event loop."""
+"""Serving the emulator inside the caller's event loop (:mod:`mediagen.http_server`, as the
+gateway is)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import signal
 from types import TracebackType
 
@@ -15,9 +15,7 @@ from mediagen.config import Settings
 from mediagen.emulator.app import build_app
 from mediagen.emulator.config import EmulatorConfig
 from mediagen.emulator.state import Emulator
-from mediagen.net import listen_tcp
-
-_START_TIMEOUT_S = 10.0
+from mediagen.http_server import RunningHttpServer, start_http_server
 
 
 class _Aborter:
@@ -44,35 +42,13 @@ class _Aborter:
         return False
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, woken by an event to stop instead of noticing on its next 0.1 s tick."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._stop = asyncio.Event()
-
-    def request_stop(self) -> None:
-        self.should_exit = True
-        self._stop.set()
-
-    async def main_loop(self) -> None:
-        counter = 0  # on_tick refreshes the Date header every 10th tick, as uvicorn's own loop
-        while not await self.on_tick(counter):
-            counter = (counter + 1) % 864000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), 0.1)
-
-
 class RunningEmulator:
     """An emulator being served: ``base_url`` for clients, ``emulator`` for faults and counts."""
 
-    def __init__(
-        self, emulator: Emulator, base_url: str, server: _Server, task: asyncio.Task[None]
-    ) -> None:
+    def __init__(self, emulator: Emulator, base_url: str, http: RunningHttpServer) -> None:
         self.emulator = emulator
         self.base_url = base_url
-        self._server = server
-        self._task = task
+        self._http = http
 
     @property
     def host_port(self) -> str:
@@ -82,12 +58,11 @@ class RunningEmulator:
 
     async def stop(self) -> None:
         """Stop accepting, give open requests ``shutdown_grace_s``, then close. Idempotent."""
-        self._server.request_stop()
-        await asyncio.shield(self._task)
+        await self._http.stop()
 
     async def wait_stopped(self) -> None:
         """Return when the server has stopped (after :meth:`stop`, or if it failed)."""
-        await asyncio.shield(self._task)
+        await self._http.wait_stopped()
 
     async def __aenter__(self) -> RunningEmulator:
         return self
@@ -107,43 +82,19 @@ async def start_emulator(
     """Serve a new emulator on ``host:port`` (0: any free port) in the running event loop."""
     emulator = Emulator(config)
     aborter = _Aborter()
-    sock = listen_tcp(host, port)
-    server = _Server(
-        uvicorn.Config(
-            build_app(emulator, aborter),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            # Longer than any client's idle expiry (httpx: 5 s), so the client always closes an
-            # idle connection first; with equal timeouts a reused connection can be closed under
-            # a request that is already on its way (a ReadError under load).
-            timeout_keep_alive=75,
-            timeout_graceful_shutdown=math.ceil(config.shutdown_grace_s),
-        )
+    http = await start_http_server(
+        build_app(emulator, aborter),
+        host,
+        port,
+        name="emulator",
+        grace_s=config.shutdown_grace_s,
+        # Longer than any client's idle expiry (httpx: 5 s), so the client always closes an
+        # idle connection first; with equal timeouts a reused connection can be closed under
+        # a request that is already on its way (a ReadError under load).
+        timeout_keep_alive=75,
     )
-    aborter.server = server
-    # serve() would also take over SIGINT/SIGTERM, which belong to whoever runs this loop.
-    task = asyncio.create_task(server._serve(sockets=[sock]), name="mediagen-emulator")
-    try:
-        await _until_started(server, task)
-    except BaseException:
-        server.request_stop()
-        sock.close()
-        raise
-    bound_host, bound_port = sock.getsockname()[:2]
-    url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return RunningEmulator(emulator, f"http://{url_host}:{bound_port}", server, task)
-
-
-async def _until_started(server: _Server, task: asyncio.Task[None]) -> None:
-    # uvicorn offers a flag, not an event: poll it, with a deadline.
-    async with asyncio.timeout(_START_TIMEOUT_S):
-        while not server.started:
-            if task.done():
-                task.result()  # raises what stopped it
-                raise RuntimeError("the emulator stopped while starting")
-            await asyncio.sleep(0.01)
+    aborter.server = http.server
+    return RunningEmulator(emulator, f"http://{http.host_port}", http)
 
 
 async def serve_emulator_forever(settings: Settings) -> None:

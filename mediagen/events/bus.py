@@ -85,6 +85,10 @@ class LocalFanout:
         for sub in list(self._subs.get(event.job.id, ())):
             sub.deliver(event)
 
+    def job_ids(self) -> list[str]:
+        """The jobs someone here is subscribed to."""
+        return list(self._subs)
+
 
 class InProcessBus:
     """Fan-out inside one process (the embedded mode)."""

@@ -2,7 +2,10 @@
 
 One pub/sub connection per process, subscribed to the channels of the jobs someone in this
 process is watching; a reader task hands each message to the local subscribers. Publishing never
-fails a job: if Redis is down the event is only logged as lost (watchers re-read the store).
+fails a job: if Redis is down the event is lost (watchers re-read the store), said once per
+outage. Subscribing never fails either: while Redis is down a subscription is local only, and
+the reader, reconnecting with backoff, subscribes its channel once Redis is back (redis-py
+itself re-subscribes the channels it had). Each outage is said once, and its end once.
 """
 
 from __future__ import annotations
@@ -16,23 +19,32 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from mediagen.backoff import exponential_delays
 from mediagen.events.bus import LocalFanout, Subscription
+from mediagen.redis_retry import stale_connection_retry
 from mediagen.v1 import job_pb2
 
 log = logging.getLogger(__name__)
+
+#: The reader's reconnection backoff (full jitter): at most the base at first, doubling to the cap.
+RECONNECT_BASE_S = 0.2
+RECONNECT_MAX_S = 5.0
 
 
 class RedisBus:
     """Job events over Redis pub/sub, one channel per job (``<prefix><job id>``)."""
 
     def __init__(self, url: str, *, channel_prefix: str = "mediagen:events:") -> None:
-        self._redis = aioredis.Redis.from_url(url, socket_keepalive=True)
+        self._redis = aioredis.Redis.from_url(
+            url, socket_keepalive=True, retry=stale_connection_retry()
+        )
         self._prefix = channel_prefix
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._fanout = LocalFanout()
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._publish_failing = False
 
     def _channel(self, job_id: str) -> str:
         return f"{self._prefix}{job_id}"
@@ -53,16 +65,26 @@ class RedisBus:
         try:
             await self._redis.publish(self._channel(event.job.id), event.SerializeToString())
         except (RedisError, OSError) as exc:
-            log.warning("event %s/%d not published: %s", event.job.id, event.sequence, exc)
+            if not self._publish_failing:
+                self._publish_failing = True
+                log.warning("events not published while Redis is unreachable: %s", exc)
+            return
+        if self._publish_failing:
+            self._publish_failing = False
+            log.info("events published again")
 
     @asynccontextmanager
     async def _subscribe(self, job_id: str) -> AsyncIterator[Subscription]:
         sub, first = self._fanout.add(job_id)
         try:
             if first:
-                async with self._lock:
-                    await self._pubsub.subscribe(self._channel(job_id))
-                    self._subscribed.set()
+                try:
+                    async with self._lock:
+                        await self._pubsub.subscribe(self._channel(job_id))
+                except (RedisError, OSError) as exc:
+                    # Redis is down: the reader subscribes it when Redis is back.
+                    log.debug("job=%s subscribed locally only: %s", job_id, exc)
+                self._subscribed.set()
             yield sub
         finally:
             if self._fanout.remove(job_id, sub):
@@ -73,19 +95,40 @@ class RedisBus:
     def subscribe(self, job_id: str) -> AbstractAsyncContextManager[Subscription]:
         return self._subscribe(job_id)
 
+    async def _subscribe_missing(self) -> None:
+        """Subscribe the channels of local subscriptions made while Redis was down."""
+        have = {_text(name) for name in self._pubsub.channels}
+        missing = [
+            channel for channel in map(self._channel, self._fanout.job_ids()) if channel not in have
+        ]
+        if missing:
+            async with self._lock:
+                await self._pubsub.subscribe(*missing)
+
     async def _read(self) -> None:
+        outage = None  # the reconnection delays while Redis is unreachable
         while True:
             await self._subscribed.wait()
             try:
+                await self._subscribe_missing()
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, OSError) as exc:
-                log.warning("event bus read failed (%s); retrying", exc)
-                await asyncio.sleep(1.0)
+                if outage is None:
+                    log.warning(
+                        "event bus: Redis unreachable (%s); reconnecting (watchers read the "
+                        "store meanwhile)",
+                        exc,
+                    )
+                    outage = exponential_delays(RECONNECT_BASE_S, RECONNECT_MAX_S)
+                await asyncio.sleep(next(outage))
                 continue
             except RuntimeError:
                 # redis-py raises this when there are no subscriptions left at the moment.
                 await asyncio.sleep(0.05)
                 continue
+            if outage is not None:
+                outage = None
+                log.info("event bus: Redis reachable again")
             if message is None or message.get("type") != "message":
                 continue
             try:
@@ -94,3 +137,7 @@ class RedisBus:
                 log.warning("ignoring malformed event on %s", message.get("channel"))
                 continue
             self._fanout.deliver(event)
+
+
+def _text(name: object) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)

@@ -6,10 +6,10 @@ server process, a 1 KB JSON GET, three runs on this 2-core machine): at 16 conne
 connection aiohttp was a little ahead (2,500-3,200 against 2,100-2,500 requests/s, p50 0.3 ms
 for both). Starlette and uvicorn were already the project's HTTP stack (the Replicate emulator).
 
-The embedded server leaves signal handling to its host (``mediagen serve`` owns SIGTERM):
-:class:`RunningGateway` is stopped by calling :meth:`RunningGateway.stop`, which ends open
-streams with UNAVAILABLE, stops accepting connections and lets in-flight requests finish for up
-to the grace period.
+The embedded server (run by :mod:`mediagen.http_server`, as the emulator is) leaves signal
+handling to its host (``mediagen serve`` owns SIGTERM): :class:`RunningGateway` is stopped by
+calling :meth:`RunningGateway.stop`, which ends open streams with UNAVAILABLE, stops accepting
+connections and lets in-flight requests finish for up to the grace period.
 
 Limits (:class:`mediagen.config.HttpSettings`, carried by the app): request head size and read
 time, body read time, idle keep-alive and open connections are enforced by
@@ -21,33 +21,22 @@ preflights and adds ``Access-Control-Allow-Origin`` for those origins only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
-import uvicorn
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from mediagen.config import HttpSettings, Settings, TLSSettings
 from mediagen.gateway.app import GatewayApp, build_gateway_app
 from mediagen.gateway.protocol import LimitedH11Protocol
-from mediagen.net import listen_tcp
+from mediagen.http_server import RunningHttpServer, start_http_server
 from mediagen.tls import ClientTLS, uvicorn_ssl_options
 
 #: Methods and headers a configured cross-site origin may use.
 CORS_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 CORS_EXPOSED_HEADERS = ("retry-after",)
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that does not touch the process's signal handlers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass
@@ -57,20 +46,17 @@ class RunningGateway:
     app: GatewayApp
     host: str
     port: int
-    _server: uvicorn.Server
-    _task: asyncio.Task[None]
+    _http: RunningHttpServer
     scheme: str = "http"  # "https" with TLS
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{self._http.host_port}"
 
     async def stop(self) -> None:
         """Stop gracefully: end streams, refuse new connections, finish in-flight requests."""
         self.app.close_streams()
-        self._server.should_exit = True
-        await asyncio.shield(self._task)
+        await self._http.stop()
 
 
 async def start_gateway(
@@ -84,32 +70,21 @@ async def start_gateway(
     """Serve ``app`` on ``host:port`` (0: any free port) from the running event loop; HTTPS only
     with ``tls`` (and a client certificate required when it has a client CA)."""
     ssl_options = uvicorn_ssl_options(tls) if tls is not None else {}
-    sock = listen_tcp(host, port)
-    http = app.http
-    config = uvicorn.Config(
-        with_cors(app, http),
-        http=LimitedH11Protocol.under(http),
-        h11_max_incomplete_event_size=http.max_header_bytes,
-        timeout_keep_alive=math.ceil(http.keepalive_s),  # the protocol uses the exact value
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        ws="none",
-        server_header=False,
-        timeout_graceful_shutdown=math.ceil(grace_s),
+    http_settings = app.http
+    http = await start_http_server(
+        with_cors(app, http_settings),
+        host,
+        port,
+        name="HTTP",
+        grace_s=grace_s,
+        http=LimitedH11Protocol.under(http_settings),
+        h11_max_incomplete_event_size=http_settings.max_header_bytes,
+        # The protocol enforces the exact value; uvicorn's own timer only needs whole seconds.
+        timeout_keep_alive=math.ceil(http_settings.keepalive_s),
         **ssl_options,
     )
-    server = _EmbeddedServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway")
-    while not server.started:
-        if task.done():
-            sock.close()
-            await task  # raises the start-up error
-            raise RuntimeError("the gateway stopped while starting")
-        await asyncio.sleep(0.01)
-    bound_port = int(sock.getsockname()[1])
     scheme = "https" if tls is not None else "http"
-    return RunningGateway(app, host, bound_port, server, task, scheme)
+    return RunningGateway(app, host, http.port, http, scheme)
 
 
 def upstream_options(settings: Settings) -> list[tuple[str, int]]:

@@ -41,7 +41,9 @@ class Timeouts:
 
     statement_s: float = 30.0
     lock_s: float = 5.0
-    idle_in_transaction_s: float = 60.0
+    # Every transaction here is a few statements sent back to back, so one idle this long
+    # belongs to a process that stopped (SIGSTOP, a frozen VM) mid-transaction.
+    idle_in_transaction_s: float = 10.0
 
     def postgres_settings(self) -> dict[str, str]:
         """asyncpg ``server_settings``: set once per connection, in milliseconds."""

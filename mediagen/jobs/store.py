@@ -567,6 +567,19 @@ class JobStore:
             raise LeaseLost(job_id)
         return event
 
+    async def lease_holder(self, job_id: str) -> tuple[str, str | None]:
+        """The job's state name (``running``, ``succeeded``…) and its lease owner, if any: what
+        a worker that lost the job says about it."""
+        async with self.db.reading() as session:
+            row = (
+                await session.execute(
+                    select(JobRow.status, JobRow.lease_owner).where(JobRow.id == job_id)
+                )
+            ).one_or_none()
+        if row is None:
+            return "gone", None
+        return str(row.status).lower(), row.lease_owner
+
     # ---- reconciler -----------------------------------------------------------------------
 
     async def take_due(self, *, resend_after_s: float, limit: int = 500) -> list[str]:

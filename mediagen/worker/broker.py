@@ -1,7 +1,8 @@
 """The Taskiq broker and the one task it carries: "wake up for job <id>".
 
 Embedded: ``InMemoryBroker`` (the task runs as an asyncio task in the same process).
-Distributed: ``RedisStreamBroker`` (acknowledged delivery). Either way a message only wakes a
+Distributed: a ``RedisStreamBroker`` that outlives Redis outages (acknowledged delivery;
+:mod:`mediagen.worker.redis_stream`). Either way a message only wakes a
 worker; the claim in the database decides who works (``../shared/reference/taskiq.md`` §10).
 """
 
@@ -13,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from taskiq import AsyncBroker, Context, InMemoryBroker, TaskiqDepends
-from taskiq_redis import RedisStreamBroker
 
 from mediagen.config import Settings
+from mediagen.redis_retry import stale_connection_retry
+from mediagen.worker.redis_stream import ResilientStreamBroker
 
 TASK_NAME = "mediagen.run_job"
 CONSUMER_GROUP = "mediagen-workers"
@@ -29,12 +31,18 @@ def build_broker(settings: Settings) -> AsyncBroker:
     """The broker for the configured mode, with the job task registered on it."""
     broker: AsyncBroker
     if settings.redis_url:
-        connection: dict[str, Any] = {"socket_keepalive": True, "health_check_interval": 30}
+        connection: dict[str, Any] = {
+            "socket_keepalive": True,
+            "health_check_interval": 30,
+            # A pooled connection broken by a Redis restart is reconnected and the command sent
+            # again, instead of failing once per stale connection (redis-py's pools retry 0).
+            "retry": stale_connection_retry(),
+        }
         # redis-py 8 defaults to a 5 s socket timeout. On Python 3.11 a socket timeout makes a
         # graceful worker shutdown hang (asyncio.wait_for loses the cancellation, gh-86296), so
         # there we rely on keepalive instead; 3.12+ gets a timeout above the 2 s blocking read.
         connection["socket_timeout"] = None if sys.version_info < (3, 12) else 10
-        broker = RedisStreamBroker(
+        broker = ResilientStreamBroker(
             settings.redis_url,
             queue_name=settings.queue_name,
             consumer_group_name=CONSUMER_GROUP,

@@ -5,8 +5,9 @@ lease expired, not woken in the last ``resend_after_s``, and enqueues each. The 
 marks them in one statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: a row a stuck session
 holds is skipped, never waited on), so reconcilers in several processes never both send one;
 even if they did, the claim lets only one worker run it. With it, losing every queue message
-(a Redis restart) delays jobs but loses none. Every worker runs one; ``mediagen scheduler`` runs
-it alone.
+(a Redis restart) delays jobs but loses none: a worker that finds its queue again after an
+outage (or its stream recreated) calls :meth:`Reconciler.sweep` at once. Every worker runs one;
+``mediagen scheduler`` runs it alone.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Reconciler:
         self.enqueue = enqueue
         self.interval_s = interval_s
         self.resend_after_s = resend_after_s
+        self._queue_down = False
 
     async def run_once(self, *, resend_after_s: float | None = None) -> int:
         """One pass; returns how many jobs were re-sent."""
@@ -44,11 +46,31 @@ class Reconciler:
             try:
                 await self.enqueue(job_id)
                 sent += 1
-            except Exception as exc:  # the queue is down: the next pass tries again
-                log.warning("reconciler could not enqueue job=%s: %s", job_id, exc)
+            except Exception as exc:  # the queue is down: the rest would fail alike
+                self._queue_failed(exc, len(job_ids) - sent)
+                break
         if sent:
+            if self._queue_down:
+                self._queue_down = False
+                log.info("reconciler: queue reachable again")
             log.info("reconciler re-sent %d job(s)", sent)
         return sent
+
+    def _queue_failed(self, exc: Exception, waiting: int) -> None:
+        """Warn once per outage, naming the underlying error (taskiq wraps it)."""
+        if self._queue_down:
+            return
+        self._queue_down = True
+        log.warning(
+            "reconciler: queue unavailable (%s); %d job(s) wait for a later pass",
+            exc.__cause__ or exc,
+            waiting,
+        )
+
+    async def sweep(self) -> int:
+        """Wake every due job now, however recently it was woken: the queue may have lost
+        every message (it starts empty in-process, or Redis came back empty)."""
+        return await self.run_once(resend_after_s=0)
 
     async def run_forever(self) -> None:
         while True:

@@ -12,8 +12,12 @@ again, and adopts it only if no other job holds it (docs/predictions.md).
 Failures: transient ones (network, 5xx, 429, storage hiccups, timeouts) send the job back to
 PENDING with a jittered exponential delay (honouring Retry-After) until ``max_attempts``;
 permanent ones (the model failed, bad input, output too large) fail the job. A lost lease stops
-the attempt without writing anything. On shutdown a running attempt hands its job back at once,
-keeping the prediction for the next worker to resume.
+the attempt without writing anything, with one warning naming who has the job now. On shutdown a
+running attempt hands its job back at once, keeping the prediction for the next worker to resume
+(one INFO line: the end of a delivery, not an error).
+
+The lease is renewed in the background until the attempt's final write, never beside it: a
+renewal racing a finished job would report a lease "lost" to the job's own end.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ MAX_POLL_ERRORS = 5
 PROGRESS_STEP = 0.01
 #: A job's error message is cut here (upstream parts are already cut shorter, and redacted).
 ERROR_MESSAGE_CHARS = 4096
+#: After the grace period, how long cancelled attempts get to hand their jobs back.
+HAND_BACK_S = 5.0
 
 #: Allowance for the provider's clock differing from ours when searching by creation time.
 CLOCK_SKEW_S = 5.0
@@ -116,6 +122,65 @@ class _Attempt:
     job: ClaimedJob
     cancel: asyncio.Event
     started: float
+    lease: _LeaseKeeper | None = None
+
+    @property
+    def lost(self) -> bool:
+        """Whether a renewal found the lease gone (the keeper then cancelled the attempt)."""
+        return self.lease is not None and self.lease.lost
+
+    async def end_lease(self) -> None:
+        """Stop renewing before a final write (raises LeaseLost if it was lost meanwhile)."""
+        if self.lease is not None and await self.lease.end():
+            raise LeaseLost(self.job.id)
+
+
+class _LeaseKeeper:
+    """Renews one attempt's lease every third of its length until :meth:`end`.
+
+    A renewal that finds the lease gone calls ``on_lost`` (the attempt's cancel), unless the
+    attempt is already ending; :meth:`end` waits out a renewal in flight, so a renewal and the
+    attempt's final write never overlap.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        attempt: _Attempt,
+        lease_s: float,
+        on_lost: Callable[[], object],
+    ) -> None:
+        self._store = store
+        self._attempt = attempt
+        self._lease_s = lease_s
+        self._on_lost = on_lost
+        self._ending = asyncio.Event()
+        self.lost = False
+        self._task = asyncio.create_task(self._renew(), name=f"lease {attempt.job.id}")
+
+    async def _renew(self) -> None:
+        job = self._attempt.job
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ending.wait(), self._lease_s / 3)
+            if self._ending.is_set():
+                return
+            try:
+                if await self._store.renew(job.id, job.owner, self._lease_s):
+                    self._attempt.cancel.set()
+            except LeaseLost:
+                self.lost = True
+                if not self._ending.is_set():
+                    self._on_lost()
+                return
+            except Exception as exc:  # database hiccup: try again at the next tick
+                log.warning("job=%s lease renewal failed: %s", job.id, exc)
+
+    async def end(self) -> bool:
+        """Stop renewing; returns whether the lease was found lost."""
+        self._ending.set()
+        await asyncio.shield(self._task)  # a cancel of the caller must not cut a renewal short
+        return self.lost
 
 
 class JobRunner:
@@ -142,6 +207,7 @@ class JobRunner:
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._running: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._draining = False
 
     async def handle(self, job_id: str, ack: Callable[[], Awaitable[None]] | None = None) -> None:
         """Entry point of the queue task: claim the job and run an attempt if it is ours."""
@@ -153,8 +219,7 @@ class JobRunner:
                 try:
                     claimed = await self.store.claim(job_id, self.owner, self.settings.lease_s)
                 finally:
-                    if ack is not None:
-                        await ack()
+                    await self._ack(job_id, ack)
                 if claimed is None:
                     log.debug("job=%s not claimable (taken, finished or not due)", job_id)
                     return
@@ -162,12 +227,31 @@ class JobRunner:
                 await self.bus.publish(event)
                 log.info("job=%s pending→running try=%d", job.id, job.attempt)
                 await self._run(job)
+        except asyncio.CancelledError:
+            if not self._draining:
+                raise
+            # Our own drain stopped it and the job is handed back: the delivery is over, which
+            # is no error for the queue to report.
+            task.uncancel()
         finally:
             self._running.discard(task)
 
+    @staticmethod
+    async def _ack(job_id: str, ack: Callable[[], Awaitable[None]] | None) -> None:
+        """Acknowledge the wake-up; a failure is only logged. The claim, not the message, says
+        who runs the job, so a claimed job runs even if its ack is lost (a redelivery then
+        finds it taken)."""
+        if ack is None:
+            return
+        try:
+            await ack()
+        except Exception as exc:  # the queue is unreachable: nothing to undo
+            log.warning("job=%s queue ack failed (%s); the claim stands", job_id, exc)
+
     async def drain(self, grace_s: float) -> None:
         """Wait up to ``grace_s`` for running attempts, then cancel the rest (they hand their
-        jobs back)."""
+        jobs back, for up to :data:`HAND_BACK_S`)."""
+        self._draining = True
         for timer in self._timers.values():
             timer.cancel()
         if self._running:
@@ -175,7 +259,7 @@ class JobRunner:
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending, timeout=5)
+                await asyncio.wait(pending, timeout=HAND_BACK_S)
 
     # ---- one attempt ----------------------------------------------------------------------
 
@@ -183,17 +267,33 @@ class JobRunner:
         attempt = _Attempt(job, asyncio.Event(), time.monotonic())
         if job.cancel_requested:
             attempt.cancel.set()
-        if job.attempt > self.settings.max_attempts:
-            await self._fail(job, code_pb2.ABORTED, "gave up: every attempt failed or timed out")
-            return
+        try:
+            if job.attempt > self.settings.max_attempts:
+                await self._fail(
+                    job, code_pb2.ABORTED, "gave up: every attempt failed or timed out"
+                )
+                return
+            await self._outcome(attempt)
+        except LeaseLost:
+            await self._lost(job)
+        except asyncio.CancelledError:
+            if not attempt.lost:
+                await self._hand_back(job)
+                raise
+            # The lease keeper cancelled the attempt: nothing is ours to hand back.
+            await self._lost(job)
+            current = asyncio.current_task()
+            if self._draining or current is None:
+                raise
+            current.uncancel()
+
+    async def _outcome(self, attempt: _Attempt) -> None:
+        """Run the attempt and record how it ended (LeaseLost and cancellation propagate)."""
+        job = attempt.job
         try:
             async with self._keep_lease(attempt), self._watch_cancel(attempt):
                 await asyncio.wait_for(self._attempt(attempt), self.settings.job_timeout_s)
         except LeaseLost:
-            log.warning("job=%s lease lost; another worker has it", job.id)
-        except asyncio.CancelledError:
-            await self._shielded(self.store.release(job.id, self.owner))
-            log.info("job=%s running→pending (worker stopping)", job.id)
             raise
         except TimeoutError:
             await self._retry(job, _Transient("attempt timed out", code=code_pb2.DEADLINE_EXCEEDED))
@@ -207,22 +307,45 @@ class JobRunner:
             log.exception("job=%s attempt crashed", job.id)
             await self._retry(job, _Transient(f"internal error: {type(exc).__name__}"))
 
+    async def _lost(self, job: ClaimedJob) -> None:
+        """The one warning about a lost lease, naming who has the job now."""
+        try:
+            state, owner = await self.store.lease_holder(job.id)
+            now = f"held by {owner}" if owner else f"{state}, held by no worker"
+        except Exception as exc:  # the warning matters more than its detail
+            now = f"holder unknown: {exc}"
+        log.warning("job=%s lease lost; this worker stops touching it (now %s)", job.id, now)
+
+    async def _hand_back(self, job: ClaimedJob) -> None:
+        """The worker is stopping: the job goes back to PENDING, keeping its prediction."""
+        try:
+            event = await self._shielded(self.store.release(job.id, self.owner))
+        except Exception as exc:  # the database is unreachable: the lease runs out instead
+            log.warning(
+                "job=%s not handed back (%s); it returns when its lease expires", job.id, exc
+            )
+            return
+        if event is None:
+            return  # it finished (or its lease was lost) meanwhile: nothing to hand back
+        await self.bus.publish(event)
+        log.info("job=%s running→pending (worker stopping)", job.id)
+
     async def _attempt(self, attempt: _Attempt) -> None:
         job = attempt.job
         if attempt.cancel.is_set() and job.prediction_requested_at is None:
             # Cancelled before any prediction was asked for: nothing to start, nothing to pay.
-            await self._finish_cancel(job, None)
+            await self._finish_cancel(attempt, None)
             return
         started = await self._start_prediction(attempt)
         if started is None:
             # Cancelled, and the unanswered create left no prediction to cancel.
-            await self._finish_cancel(job, None)
+            await self._finish_cancel(attempt, None)
             return
         prediction = await self._poll(attempt, started)
         status = prediction.status
         if attempt.cancel.is_set():
             # Cancelled by a caller: the job ends CANCELED even if the prediction got done first.
-            await self._finish_cancel(job, prediction)
+            await self._finish_cancel(attempt, prediction)
         elif status is PredictionStatus.SUCCEEDED:
             await self._store_outputs(attempt, prediction)
         elif status is PredictionStatus.FAILED:
@@ -394,13 +517,14 @@ class JobRunner:
             media = await self._unless_cancelled(attempt, self._copy_outputs(job, urls, stored))
         except _CancelRequested:
             await self._shielded(self._discard(job, stored))
-            await self._finish_cancel(job, prediction)
+            await self._finish_cancel(attempt, prediction)
             return
         except _Permanent:
             # A job that fails keeps no media. (A retry overwrites the same keys instead; after a
             # lost lease they may already be another worker's.)
             await self._shielded(self._discard(job, stored))
             raise
+        await attempt.end_lease()
         event = await self._shielded(self.store.succeed(job.id, self.owner, media))
         await self.bus.publish(event)
         log.info(
@@ -478,10 +602,12 @@ class JobRunner:
             sha256=info.sha256,
         )
 
-    async def _finish_cancel(self, job: ClaimedJob, prediction: Prediction | None) -> None:
+    async def _finish_cancel(self, attempt: _Attempt, prediction: Prediction | None) -> None:
+        job = attempt.job
         if prediction is not None and not prediction.status.terminal:
             with contextlib.suppress(ProviderError):
                 await self.provider.cancel(prediction.id)
+        await attempt.end_lease()
         event = await self._shielded(self.store.finish_cancel(job.id, self.owner))
         await self.bus.publish(event)
         log.info("job=%s running→canceled", job.id)
@@ -501,14 +627,9 @@ class JobRunner:
             self.settings.retry_max_s,
             retry_after_s=exc.retry_after_s,
         )
-        try:
-            event = await self._shielded(
-                self.store.retry(
-                    job.id, self.owner, error, delay, keep_prediction=exc.keep_prediction
-                )
-            )
-        except LeaseLost:
-            return
+        event = await self._shielded(
+            self.store.retry(job.id, self.owner, error, delay, keep_prediction=exc.keep_prediction)
+        )
         await self.bus.publish(event)
         log.info(
             "job=%s running→pending try=%d retry in %.1fs: %s",
@@ -529,10 +650,7 @@ class JobRunner:
         self, job: ClaimedJob, code: int, message: str, reason: str | None = None
     ) -> None:
         error = error_status(code, message, reason)
-        try:
-            event = await self._shielded(self.store.fail(job.id, self.owner, error))
-        except LeaseLost:
-            return
+        event = await self._shielded(self.store.fail(job.id, self.owner, error))
         await self.bus.publish(event)
         log.info("job=%s running→failed try=%d: %s", job.id, job.attempt, error.message)
 
@@ -548,36 +666,15 @@ class JobRunner:
 
     @contextlib.asynccontextmanager
     async def _keep_lease(self, attempt: _Attempt) -> AsyncIterator[None]:
-        """Renew the lease in the background; a lost lease cancels the attempt."""
+        """Renew the lease in the background until the attempt ends; a lost lease cancels the
+        attempt (``_run`` then says so, once)."""
         current = asyncio.current_task()
         assert current is not None
-        lost = False
-
-        async def renew() -> None:
-            nonlocal lost
-            while True:
-                await asyncio.sleep(self.settings.lease_s / 3)
-                try:
-                    if await self.store.renew(attempt.job.id, self.owner, self.settings.lease_s):
-                        attempt.cancel.set()
-                except LeaseLost:
-                    lost = True
-                    current.cancel()
-                    return
-                except Exception as exc:  # database hiccup: try again at the next tick
-                    log.warning("job=%s lease renewal failed: %s", attempt.job.id, exc)
-
-        renewer = asyncio.create_task(renew())
+        attempt.lease = _LeaseKeeper(self.store, attempt, self.settings.lease_s, current.cancel)
         try:
             yield
-        except asyncio.CancelledError:
-            if lost:
-                raise LeaseLost(attempt.job.id) from None
-            raise
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await attempt.lease.end()
 
     @contextlib.asynccontextmanager
     async def _watch_cancel(self, attempt: _Attempt) -> AsyncIterator[None]:
@@ -602,8 +699,24 @@ class JobRunner:
 
     @staticmethod
     async def _shielded(write: Awaitable[_T]) -> _T:
-        """Run a write that must land even if the attempt is being cancelled (arq's pattern)."""
-        return await asyncio.shield(write)
+        """Run a write that must land even if the attempt is being cancelled (arq's pattern).
+
+        A cancel waits for the write to land, so nothing written after (the hand-back) can
+        overtake it, and takes its outcome: a write that failed meanwhile (LeaseLost after a
+        stolen lease) is no "exception never retrieved" for the event loop to report.
+        """
+        task = asyncio.ensure_future(write)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_retrieve)
+            await asyncio.wait({task})
+            raise
+
+
+def _retrieve(task: asyncio.Future[_T]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:
