@@ -21,9 +21,11 @@ import grpc
 from mediagen.api.server import start_grpc_server
 from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.jobs.migrate import upgrade
+from mediagen.metrics.http import MetricsEndpoint
+from mediagen.metrics.server import ProcessMetrics, serve_metrics
 from mediagen.wiring import (
     Core,
-    build_auth,
+    build_interceptors,
     build_reconciler,
     build_runner,
     build_servicer,
@@ -43,6 +45,7 @@ class Embedded:
         self.emulator: Any = None  # the running emulator, when one was started
         self.core: Core | None = None
         self.runner: JobRunner | None = None
+        self.metrics = ProcessMetrics(None, 0)  # the metrics port, once started
         self._stack = contextlib.AsyncExitStack()
         self._gateway_url = ""
         # Where the embedded gateway reaches the API when the TCP port speaks TLS.
@@ -77,6 +80,7 @@ class Embedded:
             settings = await self._start_emulator(settings)
         self.settings = settings
         core = self.core = await stack.enter_async_context(open_core(settings, worker=True))
+        self.metrics = await stack.enter_async_context(serve_metrics(settings, "serve", db=core.db))
 
         runner, provider = build_runner(core)
         self.runner = runner
@@ -90,7 +94,7 @@ class Embedded:
             settings.host,
             settings.grpc_port,
             servicer=servicer,
-            interceptors=await build_auth(core),
+            interceptors=await build_interceptors(core),
             tls=settings.tls,
             unix_socket=self._private_socket,
             max_message_bytes=settings.grpc_max_message_bytes,
@@ -150,6 +154,7 @@ class Embedded:
             files_root=files_root,
             files_secret_key=settings.secret_key,
             http=settings.http,
+            metrics=MetricsEndpoint(self.metrics.refresh) if settings.metrics else None,
         )
         gateway = await start_gateway(app, settings.host, settings.http_port, tls=settings.tls)
         self.http_port = gateway.port

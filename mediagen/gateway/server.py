@@ -34,6 +34,8 @@ from starlette.types import ASGIApp
 from mediagen.config import HttpSettings, Settings, TLSSettings
 from mediagen.gateway.app import GatewayApp, build_gateway_app
 from mediagen.gateway.protocol import LimitedH11Protocol
+from mediagen.metrics.http import MeasureRequests, MetricsEndpoint
+from mediagen.metrics.server import mark_process
 from mediagen.net import listen_tcp
 from mediagen.tls import ClientTLS, uvicorn_ssl_options
 
@@ -86,8 +88,9 @@ async def start_gateway(
     ssl_options = uvicorn_ssl_options(tls) if tls is not None else {}
     sock = listen_tcp(host, port)
     http = app.http
+    served = with_cors(app, http)
     config = uvicorn.Config(
-        with_cors(app, http),
+        MeasureRequests(served) if app.metrics is not None else served,
         http=LimitedH11Protocol.under(http),
         h11_max_incomplete_event_size=http.max_header_bytes,
         timeout_keep_alive=math.ceil(http.keepalive_s),  # the protocol uses the exact value
@@ -151,7 +154,9 @@ async def run_gateway(
             files_root=files_root,
             files_secret_key=settings.secret_key,
             http=settings.http,
+            metrics=MetricsEndpoint() if settings.metrics else None,
         )
+        mark_process("gateway")
         running = await start_gateway(
             app,
             settings.host,

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from mediagen.errors import Unavailable
 from mediagen.jobs.store import JobStore
+from mediagen.metrics import definitions as metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ class Reconciler:
             try:
                 await self.enqueue(job_id)
                 sent += 1
+                metrics.RECONCILER_ACTIONS.labels("resent").inc()
             except Exception as exc:  # the queue is down: the next pass tries again
+                metrics.RECONCILER_ACTIONS.labels("enqueue_failed").inc()
                 log.warning("reconciler could not enqueue job=%s: %s", job_id, exc)
         if sent:
             log.info("reconciler re-sent %d job(s)", sent)
@@ -55,7 +58,9 @@ class Reconciler:
             try:
                 await self.run_once()
             except Unavailable as exc:
+                metrics.RECONCILER_ACTIONS.labels("pass_failed").inc()
                 log.warning("reconciler: %s", exc)
             except Exception:  # keep reconciling whatever one pass hit
+                metrics.RECONCILER_ACTIONS.labels("pass_failed").inc()
                 log.exception("reconciler pass failed")
             await asyncio.sleep(self.interval_s)

@@ -41,10 +41,12 @@ from mediagen.fetching.policy import TOO_LARGE, TOO_MANY_OUTPUTS
 from mediagen.jobs.progress import ProgressTracker
 from mediagen.jobs.store import ClaimedJob, JobStore, LeaseLost, NewMedia, PredictionOwned
 from mediagen.media.inspect import OutputTooLarge, inspect_stream
+from mediagen.metrics import definitions as metrics
 from mediagen.providers.base import Prediction, PredictionStatus, Provider, ProviderError
 from mediagen.providers.marker import Marker
 from mediagen.redaction import clean_upstream
 from mediagen.storage.base import Storage, StorageError
+from mediagen.v1 import job_pb2
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +74,16 @@ class _Transient(Exception):
         keep_prediction: bool = True,
         code: int = code_pb2.UNAVAILABLE,
         reason: str | None = None,
+        kind: str = "provider",
     ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.keep_prediction = keep_prediction
         self.code = code
         self.reason = reason
+        #: Why, in one word, for the retries metric: provider, throttled, storage, timeout,
+        #: database or internal.
+        self.kind = kind
 
 
 class _Permanent(Exception):
@@ -142,6 +148,7 @@ class JobRunner:
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._running: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
 
     async def handle(self, job_id: str, ack: Callable[[], Awaitable[None]] | None = None) -> None:
         """Entry point of the queue task: claim the job and run an attempt if it is ours."""
@@ -161,7 +168,9 @@ class JobRunner:
                 job, event = claimed
                 await self.bus.publish(event)
                 log.info("job=%s pending→running try=%d", job.id, job.attempt)
-                await self._run(job)
+                _observe_claim(job, event)
+                with metrics.WORKER_IN_FLIGHT.track_inprogress():
+                    await self._run(job)
         finally:
             self._running.discard(task)
 
@@ -190,22 +199,33 @@ class JobRunner:
             async with self._keep_lease(attempt), self._watch_cancel(attempt):
                 await asyncio.wait_for(self._attempt(attempt), self.settings.job_timeout_s)
         except LeaseLost:
+            metrics.LEASES_LOST.inc()
             log.warning("job=%s lease lost; another worker has it", job.id)
         except asyncio.CancelledError:
             await self._shielded(self.store.release(job.id, self.owner))
             log.info("job=%s running→pending (worker stopping)", job.id)
             raise
         except TimeoutError:
-            await self._retry(job, _Transient("attempt timed out", code=code_pb2.DEADLINE_EXCEEDED))
+            await self._retry(
+                job,
+                _Transient("attempt timed out", code=code_pb2.DEADLINE_EXCEEDED, kind="timeout"),
+            )
         except _Transient as exc:
             await self._retry(job, exc)
         except _Permanent as exc:
             await self._fail(job, exc.code, str(exc), exc.reason)
         except Unavailable as exc:  # the database, down or busy: not a bug, retry like one
-            await self._retry(job, _Transient(f"database: {exc}", retry_after_s=exc.retry_after_s))
+            await self._retry(
+                job,
+                _Transient(f"database: {exc}", retry_after_s=exc.retry_after_s, kind="database"),
+            )
         except Exception as exc:  # a bug must not kill the worker; the job retries, bounded
             log.exception("job=%s attempt crashed", job.id)
-            await self._retry(job, _Transient(f"internal error: {type(exc).__name__}"))
+            await self._retry(
+                job, _Transient(f"internal error: {type(exc).__name__}", kind="internal")
+            )
+        finally:
+            metrics.JOB_RUNNING.labels(job.model).observe(time.monotonic() - attempt.started)
 
     async def _attempt(self, attempt: _Attempt) -> None:
         job = attempt.job
@@ -242,6 +262,7 @@ class JobRunner:
             if job.prediction_requested_at is not None:
                 # A create was sent but its id never stored (crash, or no definite answer).
                 found = await self._recover(attempt, job.prediction_requested_at)
+                metrics.RECOVERIES.labels("found" if found is not None else "none").inc()
                 if found is not None or attempt.cancel.is_set():
                     return found
             return await self._create(attempt)
@@ -402,6 +423,7 @@ class JobRunner:
             await self._shielded(self._discard(job, stored))
             raise
         event = await self._shielded(self.store.succeed(job.id, self.owner, media))
+        metrics.JOBS_FINISHED.labels("succeeded", job.model).inc()
         await self.bus.publish(event)
         log.info(
             "job=%s running→succeeded try=%d %.2fs",
@@ -465,7 +487,7 @@ class JobRunner:
             raise self._translate(exc) from exc
         except StorageError as exc:
             if exc.transient:
-                raise _Transient(f"storage: {exc}") from exc
+                raise _Transient(f"storage: {exc}", kind="storage") from exc
             raise _Permanent(f"storage: {exc}", code=code_pb2.INTERNAL) from exc
         return NewMedia(
             position=position,
@@ -483,6 +505,7 @@ class JobRunner:
             with contextlib.suppress(ProviderError):
                 await self.provider.cancel(prediction.id)
         event = await self._shielded(self.store.finish_cancel(job.id, self.owner))
+        metrics.JOBS_FINISHED.labels("canceled", job.model).inc()
         await self.bus.publish(event)
         log.info("job=%s running→canceled", job.id)
 
@@ -508,7 +531,9 @@ class JobRunner:
                 )
             )
         except LeaseLost:
+            metrics.LEASES_LOST.inc()
             return
+        metrics.JOB_RETRIES.labels(exc.kind).inc()
         await self.bus.publish(event)
         log.info(
             "job=%s running→pending try=%d retry in %.1fs: %s",
@@ -532,7 +557,9 @@ class JobRunner:
         try:
             event = await self._shielded(self.store.fail(job.id, self.owner, error))
         except LeaseLost:
+            metrics.LEASES_LOST.inc()
             return
+        metrics.JOBS_FINISHED.labels("failed", job.model).inc()
         await self.bus.publish(event)
         log.info("job=%s running→failed try=%d: %s", job.id, job.attempt, error.message)
 
@@ -540,7 +567,10 @@ class JobRunner:
     def _translate(exc: ProviderError) -> Exception:
         if exc.transient:
             return _Transient(
-                f"provider: {exc}", retry_after_s=exc.retry_after_s, reason=exc.reason
+                f"provider: {exc}",
+                retry_after_s=exc.retry_after_s,
+                reason=exc.reason,
+                kind="throttled" if exc.status == 429 else "provider",
             )
         return _Permanent(f"provider: {exc}", code=code_pb2.FAILED_PRECONDITION, reason=exc.reason)
 
@@ -604,6 +634,13 @@ class JobRunner:
     async def _shielded(write: Awaitable[_T]) -> _T:
         """Run a write that must land even if the attempt is being cancelled (arq's pattern)."""
         return await asyncio.shield(write)
+
+
+def _observe_claim(job: ClaimedJob, event: job_pb2.JobEvent) -> None:
+    """A first claim ends the time the job waited since it was submitted."""
+    if job.attempt == 1 and event.job.HasField("start_time"):
+        waited = event.job.start_time.ToDatetime() - event.job.create_time.ToDatetime()
+        metrics.JOB_QUEUED.labels(job.model).observe(max(0.0, waited.total_seconds()))
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:
