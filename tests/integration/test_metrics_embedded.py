@@ -4,6 +4,7 @@ amounts; scraped from the gateway and from the process's own metrics port."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -27,7 +28,7 @@ WATCH = "/mediagen.v1.MediaGenerationService/WatchJob"
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> Embedded:
+async def service(tmp_path: Path) -> AsyncIterator[Embedded]:
     settings = embedded_settings(
         tmp_path / "data",
         metrics_port=free_port(),
@@ -37,7 +38,7 @@ async def service(tmp_path: Path) -> Embedded:
     app = Embedded(settings)
     await app.start()
     try:
-        yield app  # type: ignore[misc]
+        yield app
     finally:
         await app.stop()
 
