@@ -173,3 +173,43 @@ async def test_a_scripted_run_moves_every_metric_by_exactly_its_amount(service: 
     assert after.value("mediagen_queue_depth") == 0
     assert after.value("mediagen_queue_oldest_age_seconds") == 0
     assert after.value("mediagen_worker_concurrency") == service.settings.worker_concurrency
+
+
+async def test_invented_method_names_make_no_series(service: Embedded) -> None:
+    url = f"{service.http_url}/metrics"
+    before = await scrape(url)
+    async with grpc.aio.insecure_channel(service.grpc_target) as channel:
+        call = channel.unary_unary("/evil.Service/Job_1234", request_serializer=None)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(b"", timeout=5)
+    assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    after = await scrape(url)
+    assert Delta(before, after)("mediagen_grpc_requests_total", method="unknown") == 1
+    assert not any("evil" in str(labels) for _, labels in after.samples)
+
+
+async def test_the_metrics_port_serves_only_metrics(service: Embedded) -> None:
+    base = f"http://127.0.0.1:{service.metrics.port}"
+    async with httpx.AsyncClient(base_url=base) as http:
+        assert (await http.get("/api/v1/jobs")).status_code == 404
+        assert (await http.post("/metrics")).status_code == 405
+        head = await http.head("/metrics")
+        assert head.status_code == 200 and head.content == b""
+
+
+async def test_metrics_off_means_no_endpoint_and_no_request_counts(tmp_path: Path) -> None:
+    app = Embedded(embedded_settings(tmp_path / "data", metrics=False, metrics_port=free_port()))
+    await app.start()
+    try:
+        assert app.metrics.port == 0
+        async with httpx.AsyncClient(base_url=app.http_url) as http:
+            assert (await http.get("/metrics")).status_code == 404
+        from mediagen.metrics import definitions as m
+
+        before = m.GRPC_REQUESTS.labels(GENERATE, "OK")._value.get()
+        async with grpc.aio.insecure_channel(app.grpc_target) as channel:
+            stub = pb_grpc.MediaGenerationServiceStub(channel)
+            await stub.GenerateMedia(_request("a quiet fox"), timeout=10)
+        assert m.GRPC_REQUESTS.labels(GENERATE, "OK")._value.get() == before
+    finally:
+        await app.stop()
