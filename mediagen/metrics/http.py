@@ -23,8 +23,15 @@ ROUTE_KEY = "mediagen.route"
 #: The gateway's own fixed paths and prefixes, named as themselves.
 _FIXED = ("/openapi.json", "/api/v1/health", METRICS_PATH)
 _PREFIXES = (("/docs", "/docs"), ("/files/", "/files/{key}"))
+#: Methods named as themselves; any other token a client sends is ``OTHER``.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 Refresh = Callable[[], Awaitable[None]]
+
+
+def method_label(scope: Scope) -> str:
+    method: str = scope.get("method", "")
+    return method if method in _METHODS else "OTHER"
 
 
 def route_label(scope: Scope) -> str:
@@ -57,7 +64,7 @@ class MeasureRequests:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                m.HTTP_LATENCY.labels(scope["method"], route_label(scope)).observe(
+                m.HTTP_LATENCY.labels(method_label(scope), route_label(scope)).observe(
                     time.perf_counter() - started
                 )
             await send(message)
@@ -66,7 +73,7 @@ class MeasureRequests:
             await self.app(scope, receive, measured_send)
         finally:
             # 0: the client left (or the app failed) before any answer was started.
-            m.HTTP_REQUESTS.labels(scope["method"], route_label(scope), str(status)).inc()
+            m.HTTP_REQUESTS.labels(method_label(scope), route_label(scope), str(status)).inc()
 
 
 def metrics_body() -> tuple[bytes, str]:

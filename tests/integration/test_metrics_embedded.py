@@ -179,7 +179,9 @@ async def test_invented_method_names_make_no_series(service: Embedded) -> None:
     url = f"{service.http_url}/metrics"
     before = await scrape(url)
     async with grpc.aio.insecure_channel(service.grpc_target) as channel:
-        call = channel.unary_unary("/evil.Service/Job_1234", request_serializer=None)
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/evil.Service/Job_1234"
+        )
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await call(b"", timeout=5)
     assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED

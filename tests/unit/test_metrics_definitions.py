@@ -9,7 +9,7 @@ from pathlib import Path
 from prometheus_client import generate_latest
 
 from mediagen.metrics import definitions as m
-from mediagen.metrics.http import route_label
+from mediagen.metrics.http import method_label, route_label
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The only label names allowed: none of them can carry an id, a tenant or a prompt.
@@ -55,3 +55,8 @@ def test_routes_are_templates_or_fixed_words() -> None:
     assert route_label({"path": "/docs/swagger-ui.css"}) == "/docs"
     assert route_label({"path": "/metrics"}) == "/metrics"
     assert route_label({"path": "/wp-admin/setup.php"}) == "other"
+
+
+def test_methods_are_the_standard_ones_or_other() -> None:
+    assert method_label({"method": "PATCH"}) == "PATCH"
+    assert method_label({"method": "BREW"}) == "OTHER"
