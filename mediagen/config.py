@@ -205,6 +205,10 @@ class Settings:
     estimate_default_s: float = 30.0  # completion estimate before a model has any history
 
     worker_health_port: int = 50052  # grpc.health.v1 of a worker process; 0: none
+    # Prometheus metrics (mediagen/metrics): off stops request instrumentation and /metrics.
+    metrics: bool = True
+    metrics_port: int = 0  # own /metrics port of api, worker, scheduler, serve; 0: none
+    metrics_query_interval_s: float = 5.0  # database gauges are recomputed at most this often
     emulator_port: int = 0  # 0: any free port
     emulator_latency_s: float = 3.0  # how long an emulated prediction runs
 
@@ -372,6 +376,11 @@ class Settings:
             shutdown_grace_s=_float(env, "MEDIAGEN_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
             estimate_default_s=_float(env, "MEDIAGEN_ESTIMATE_DEFAULT_S", d.estimate_default_s),
             worker_health_port=_int(env, "MEDIAGEN_WORKER_HEALTH_PORT", d.worker_health_port),
+            metrics=_bool(env, "MEDIAGEN_METRICS", d.metrics),
+            metrics_port=_int(env, "MEDIAGEN_METRICS_PORT", d.metrics_port),
+            metrics_query_interval_s=_seconds(
+                env, "MEDIAGEN_METRICS_QUERY_INTERVAL_S", d.metrics_query_interval_s
+            ),
             emulator_port=_int(env, "MEDIAGEN_EMULATOR_PORT", d.emulator_port),
             emulator_latency_s=_float(env, "MEDIAGEN_EMULATOR_LATENCY_S", d.emulator_latency_s),
             grpc_max_message_bytes=_int(

@@ -21,7 +21,9 @@ import grpc
 from mediagen.api.server import start_grpc_server
 from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.jobs.migrate import upgrade
-from mediagen.wiring import Core, build_auth, build_servicer, open_core
+from mediagen.metrics.http import MetricsEndpoint
+from mediagen.metrics.server import ProcessMetrics, serve_metrics
+from mediagen.wiring import Core, build_interceptors, build_servicer, open_core
 from mediagen.worker.runner import JobRunner
 from mediagen.worker.service import WorkerService
 
@@ -37,6 +39,7 @@ class Embedded:
         self.emulator: Any = None  # the running emulator, when one was started
         self.core: Core | None = None
         self.runner: JobRunner | None = None
+        self.metrics = ProcessMetrics(None, 0)  # the metrics port, once started
         self._stack = contextlib.AsyncExitStack()
         self._gateway_url = ""
         # Where the embedded gateway reaches the API when the TCP port speaks TLS.
@@ -71,6 +74,7 @@ class Embedded:
             settings = await self._start_emulator(settings)
         self.settings = settings
         core = self.core = await stack.enter_async_context(open_core(settings, worker=True))
+        self.metrics = await stack.enter_async_context(serve_metrics(settings, "serve", db=core.db))
 
         # Built (its runner registered) before the API can enqueue anything.
         worker = WorkerService(core)
@@ -84,7 +88,7 @@ class Embedded:
             settings.host,
             settings.grpc_port,
             servicer=servicer,
-            interceptors=await build_auth(core),
+            interceptors=await build_interceptors(core),
             tls=settings.tls,
             unix_socket=self._private_socket,
             max_message_bytes=settings.grpc_max_message_bytes,
@@ -147,6 +151,7 @@ class Embedded:
             files_root=files_root,
             files_secret_key=settings.secret_key,
             http=settings.http,
+            metrics=MetricsEndpoint(self.metrics.refresh) if settings.metrics else None,
         )
         gateway = await start_gateway(
             app,

@@ -19,9 +19,10 @@ from mediagen.api.server import start_grpc_server
 from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.embedded import Embedded
 from mediagen.jobs.migrate import upgrade
+from mediagen.metrics.server import serve_metrics
 from mediagen.redaction import RedactingFilter
 from mediagen.tls import ClientTLS
-from mediagen.wiring import build_auth, build_reconciler, build_servicer, open_core
+from mediagen.wiring import build_interceptors, build_reconciler, build_servicer, open_core
 from mediagen.worker.service import WorkerService
 
 log = logging.getLogger(__name__)
@@ -106,13 +107,16 @@ def _require_secret_key(settings: Settings, role: str, *, always: bool = False) 
 async def api(settings: Settings) -> None:
     """Run the gRPC API (with health and reflection) until SIGTERM/SIGINT."""
     _require_redis(settings, "api")
-    async with open_core(settings, worker=False) as core:
+    async with (
+        open_core(settings, worker=False) as core,
+        serve_metrics(settings, "api", db=core.db),
+    ):
         servicer = build_servicer(core)
         server = await start_grpc_server(
             settings.host,
             settings.grpc_port,
             servicer=servicer,
-            interceptors=await build_auth(core),
+            interceptors=await build_interceptors(core),
             tls=settings.tls,
             max_message_bytes=settings.grpc_max_message_bytes,
         )
@@ -124,7 +128,7 @@ async def api(settings: Settings) -> None:
 async def worker(settings: Settings) -> None:
     """Run a worker (and its reconciler) until SIGTERM/SIGINT, then drain."""
     _require_redis(settings, "worker")
-    async with open_core(settings, worker=True) as core:
+    async with open_core(settings, worker=True) as core, serve_metrics(settings, "worker"):
         service = WorkerService(core, health_port=settings.worker_health_port or None)
         try:
             await service.start()
@@ -152,7 +156,10 @@ async def gateway(
 async def scheduler(settings: Settings) -> None:
     """Run the reconciler alone (periodic re-enqueue of due and orphaned jobs)."""
     _require_redis(settings, "scheduler")
-    async with open_core(settings, worker=False) as core:
+    async with (
+        open_core(settings, worker=False) as core,
+        serve_metrics(settings, "scheduler", db=core.db),
+    ):
         _announce(f"reconciler every {settings.reconcile_interval_s:g}s")
         async with _background(build_reconciler(core).run_forever()):
             await _until_signalled()

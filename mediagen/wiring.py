@@ -32,6 +32,9 @@ from mediagen.limits.bucket import Bucket
 from mediagen.limits.quota import Quotas
 from mediagen.limits.rate import LocalRateLimiter, RateLimiter
 from mediagen.limits.redis_rate import RedisRateLimiter
+from mediagen.metrics.grpc import MetricsInterceptor
+from mediagen.metrics.instrumented import MeasuredProvider, MeasuredStorage
+from mediagen.providers.base import Provider
 from mediagen.providers.replicate import ReplicateProvider
 from mediagen.storage import build_storage
 from mediagen.storage.base import Storage
@@ -160,12 +163,26 @@ async def build_auth(core: Core) -> list[grpc.aio.ServerInterceptor]:
     ]
 
 
-def build_runner(core: Core) -> tuple[JobRunner, ReplicateProvider]:
+async def build_interceptors(core: Core) -> list[grpc.aio.ServerInterceptor]:
+    """The API server's interceptors, in order: authentication (:func:`build_auth`), then
+    metrics (unless MEDIAGEN_METRICS is off); the server adds request decoding last."""
+    interceptors = await build_auth(core)
+    if core.settings.metrics:
+        interceptors.append(MetricsInterceptor())
+    return interceptors
+
+
+def build_runner(core: Core) -> tuple[JobRunner, Provider]:
     """A job runner for this process, registered as the queue task's handler, and its
-    provider (the caller closes it)."""
-    provider = build_provider(core.settings)
+    provider (the caller closes it). Its provider and storage calls are measured."""
+    provider = MeasuredProvider(build_provider(core.settings))
     runner = JobRunner(
-        core.settings, core.store, core.bus, provider, core.storage, requeue=core.enqueue
+        core.settings,
+        core.store,
+        core.bus,
+        provider,
+        MeasuredStorage(core.storage),
+        requeue=core.enqueue,
     )
     core.broker.state.handle_job = runner.handle
     return runner, provider

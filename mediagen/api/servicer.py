@@ -39,6 +39,7 @@ from mediagen.jobs.states import JobState
 from mediagen.jobs.store import JobStore
 from mediagen.jobs.validation import validate_generate
 from mediagen.limits.quota import Quotas
+from mediagen.metrics import definitions as metrics
 from mediagen.storage.base import Storage
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
@@ -183,6 +184,7 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
                 await self.enqueue(job.id)
             except Exception as exc:  # persisted already: the reconciler will send it
                 log.warning("job=%s enqueue failed (%s); the reconciler will retry", job.id, exc)
+            metrics.JOBS_SUBMITTED.labels(job.model).inc()
             log.info("job=%s created model=%s", job.id, job.model)
         return pb.GenerateMediaResponse(job=await resolve_job(job, self.storage))
 
@@ -257,10 +259,13 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         with self.quotas.watching(current_principal().tenant):
             self._watchers += 1
             self._no_watchers.clear()
+            metrics.WATCH_STREAMS.inc()
             try:
                 async for response in self._watch(job_id, last, scope):
+                    metrics.WATCH_EVENTS.inc()
                     yield response
             finally:
+                metrics.WATCH_STREAMS.dec()
                 self._watchers -= 1
                 if not self._watchers:
                     self._no_watchers.set()
@@ -326,6 +331,8 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         job, event = await self.store.cancel(_required_id(request.id), tenant=_scope())
         if event is not None:
             await self.bus.publish(event)
+            if job.status == job_pb2.JOB_STATE_CANCELED:  # was PENDING: no worker will finish it
+                metrics.JOBS_FINISHED.labels("canceled", job.model).inc()
             log.info("job=%s cancel requested (now %s)", job.id, job_pb2.JobState.Name(job.status))
         return pb.CancelJobResponse(job=await resolve_job(job, self.storage))
 

@@ -5,8 +5,8 @@ the path variables (they win over the body), then bind the query string (unless 
 ``*``); headers become metadata; the call goes through the channel; the answer is the
 response (or its ``response_body`` field) as JSON, or an NDJSON/SSE stream. Besides the routes
 of the services it serves ``/openapi.json``, ``/docs``, ``/api/v1/health`` and, when a files
-root is set, ``/files/{key}``. ``/metrics`` is reserved for the observability work and is not
-routed here.
+root is set, ``/files/{key}``, and, when it is given a metrics endpoint, ``/metrics`` (then
+the server measures every request: :mod:`mediagen.metrics.http`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from mediagen.gateway.rules import Binding, RuleError, bindings_for, resolve_fie
 from mediagen.gateway.streaming import StreamOptions, StreamRelay, default_stream_options
 from mediagen.gateway.upstream import Upstream, build_upstream
 from mediagen.gateway.values import BadValue, descriptor_of, set_from_text
+from mediagen.metrics.http import METRICS_PATH, ROUTE_KEY, MetricsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,11 @@ class GatewayApp:
         heartbeat_s: float = 15.0,
         health_timeout_s: float = 5.0,
         http: HttpSettings | None = None,
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
         self.heartbeat_s = heartbeat_s
+        #: Serves ``/metrics``; set, the server also measures every request.
+        self.metrics = metrics
         self.health_timeout_s = health_timeout_s
         #: Sizes, times and CORS; the server (:mod:`.server`) reads the connection limits.
         self.http = http or HttpSettings()
@@ -190,6 +194,7 @@ class GatewayApp:
             if found.allowed:
                 raise errors.method_not_allowed(found.allowed)
             raise errors.GatewayError(grpc.StatusCode.NOT_FOUND, "Not Found")
+        scope[ROUTE_KEY] = found.route.target.binding.template.text  # the metrics' route label
         await self._call(found.route.target, found.params, scope, receive, send)
 
     async def _builtin(
@@ -214,6 +219,9 @@ class GatewayApp:
         elif path == HEALTH_PATH:
             asgi.only(method, "GET")
             await self._health_check(scope, send)
+        elif path == METRICS_PATH and self.metrics is not None:
+            asgi.only(method, "GET", "HEAD")
+            await self.metrics(scope, receive, send)
         elif self.files is not None and path.startswith(FILES_PREFIX):
             asgi.only(method, "GET", "HEAD")
             try:
@@ -360,6 +368,7 @@ def build_gateway_app(
     stream_options: Mapping[str, StreamOptions] | None = None,
     heartbeat_s: float = 15.0,
     http: HttpSettings | None = None,
+    metrics: MetricsEndpoint | None = None,
 ) -> GatewayApp:
     """The gateway for ``services`` (default: mediagen.v1.MediaGenerationService) over ``channel``.
 
@@ -368,6 +377,7 @@ def build_gateway_app(
     ``comments``: extra proto comments for the OpenAPI document (see :mod:`.comments`).
     ``stream_options``: per-method SSE id/resume fields, by method full name.
     ``http``: request limits and CORS (default: :class:`mediagen.config.HttpSettings`).
+    ``metrics``: serve ``/metrics`` with it, and measure every request (None: neither).
     """
     return GatewayApp(
         channel,
@@ -378,4 +388,5 @@ def build_gateway_app(
         stream_options=stream_options,
         heartbeat_s=heartbeat_s,
         http=http,
+        metrics=metrics,
     )

@@ -32,6 +32,8 @@ from mediagen.config import HttpSettings, Settings, TLSSettings
 from mediagen.gateway.app import GatewayApp, build_gateway_app
 from mediagen.gateway.protocol import LimitedH11Protocol
 from mediagen.http_server import RunningHttpServer, start_http_server
+from mediagen.metrics.http import MeasureRequests, MetricsEndpoint
+from mediagen.metrics.server import mark_process
 from mediagen.tls import ClientTLS, uvicorn_ssl_options
 
 #: Methods and headers a configured cross-site origin may use.
@@ -71,8 +73,9 @@ async def start_gateway(
     with ``tls`` (and a client certificate required when it has a client CA)."""
     ssl_options = uvicorn_ssl_options(tls) if tls is not None else {}
     http_settings = app.http
+    served = with_cors(app, http_settings)
     http = await start_http_server(
-        with_cors(app, http_settings),
+        MeasureRequests(served) if app.metrics is not None else served,
         host,
         port,
         name="HTTP",
@@ -126,7 +129,9 @@ async def run_gateway(
             files_root=files_root,
             files_secret_key=settings.secret_key,
             http=settings.http,
+            metrics=MetricsEndpoint() if settings.metrics else None,
         )
+        mark_process("gateway")
         running = await start_gateway(
             app,
             settings.host,

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from mediagen.errors import Unavailable
 from mediagen.jobs.store import JobStore
+from mediagen.metrics import definitions as metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ class Reconciler:
             try:
                 await self.enqueue(job_id)
                 sent += 1
+                metrics.RECONCILER_ACTIONS.labels("resent").inc()
             except Exception as exc:  # the queue is down: the rest would fail alike
+                metrics.RECONCILER_ACTIONS.labels("enqueue_failed").inc()
                 self._queue_failed(exc, len(job_ids) - sent)
                 break
         if sent:
@@ -77,7 +80,9 @@ class Reconciler:
             try:
                 await self.run_once()
             except Unavailable as exc:
+                metrics.RECONCILER_ACTIONS.labels("pass_failed").inc()
                 log.warning("reconciler: %s", exc)
             except Exception:  # keep reconciling whatever one pass hit
+                metrics.RECONCILER_ACTIONS.labels("pass_failed").inc()
                 log.exception("reconciler pass failed")
             await asyncio.sleep(self.interval_s)

@@ -45,10 +45,12 @@ from mediagen.fetching.policy import TOO_LARGE, TOO_MANY_OUTPUTS
 from mediagen.jobs.progress import ProgressTracker
 from mediagen.jobs.store import ClaimedJob, JobStore, LeaseLost, NewMedia, PredictionOwned
 from mediagen.media.inspect import OutputTooLarge, inspect_stream
+from mediagen.metrics import definitions as metrics
 from mediagen.providers.base import Prediction, PredictionStatus, Provider, ProviderError
 from mediagen.providers.marker import Marker
 from mediagen.redaction import clean_upstream
 from mediagen.storage.base import Storage, StorageError
+from mediagen.v1 import job_pb2
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +80,16 @@ class _Transient(Exception):
         keep_prediction: bool = True,
         code: int = code_pb2.UNAVAILABLE,
         reason: str | None = None,
+        kind: str = "provider",
     ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.keep_prediction = keep_prediction
         self.code = code
         self.reason = reason
+        #: Why, in one word, for the retries metric: provider, throttled, storage, timeout,
+        #: database or internal.
+        self.kind = kind
 
 
 class _Permanent(Exception):
@@ -208,6 +214,7 @@ class JobRunner:
         self._running: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._draining = False
+        metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
 
     async def handle(self, job_id: str, ack: Callable[[], Awaitable[None]] | None = None) -> None:
         """Entry point of the queue task: claim the job and run an attempt if it is ours."""
@@ -226,7 +233,9 @@ class JobRunner:
                 job, event = claimed
                 await self.bus.publish(event)
                 log.info("job=%s pending→running try=%d", job.id, job.attempt)
-                await self._run(job)
+                _observe_claim(job, event)
+                with metrics.WORKER_IN_FLIGHT.track_inprogress():
+                    await self._run(job)
         except asyncio.CancelledError:
             if not self._draining:
                 raise
@@ -296,19 +305,30 @@ class JobRunner:
         except LeaseLost:
             raise
         except TimeoutError:
-            await self._retry(job, _Transient("attempt timed out", code=code_pb2.DEADLINE_EXCEEDED))
+            await self._retry(
+                job,
+                _Transient("attempt timed out", code=code_pb2.DEADLINE_EXCEEDED, kind="timeout"),
+            )
         except _Transient as exc:
             await self._retry(job, exc)
         except _Permanent as exc:
             await self._fail(job, exc.code, str(exc), exc.reason)
         except Unavailable as exc:  # the database, down or busy: not a bug, retry like one
-            await self._retry(job, _Transient(f"database: {exc}", retry_after_s=exc.retry_after_s))
+            await self._retry(
+                job,
+                _Transient(f"database: {exc}", retry_after_s=exc.retry_after_s, kind="database"),
+            )
         except Exception as exc:  # a bug must not kill the worker; the job retries, bounded
             log.exception("job=%s attempt crashed", job.id)
-            await self._retry(job, _Transient(f"internal error: {type(exc).__name__}"))
+            await self._retry(
+                job, _Transient(f"internal error: {type(exc).__name__}", kind="internal")
+            )
+        finally:
+            metrics.JOB_RUNNING.labels(job.model).observe(time.monotonic() - attempt.started)
 
     async def _lost(self, job: ClaimedJob) -> None:
         """The one warning about a lost lease, naming who has the job now."""
+        metrics.LEASES_LOST.inc()
         try:
             state, owner = await self.store.lease_holder(job.id)
             now = f"held by {owner}" if owner else f"{state}, held by no worker"
@@ -365,6 +385,7 @@ class JobRunner:
             if job.prediction_requested_at is not None:
                 # A create was sent but its id never stored (crash, or no definite answer).
                 found = await self._recover(attempt, job.prediction_requested_at)
+                metrics.RECOVERIES.labels("found" if found is not None else "none").inc()
                 if found is not None or attempt.cancel.is_set():
                     return found
             return await self._create(attempt)
@@ -526,6 +547,7 @@ class JobRunner:
             raise
         await attempt.end_lease()
         event = await self._shielded(self.store.succeed(job.id, self.owner, media))
+        metrics.JOBS_FINISHED.labels("succeeded", job.model).inc()
         await self.bus.publish(event)
         log.info(
             "job=%s running→succeeded try=%d %.2fs",
@@ -589,7 +611,7 @@ class JobRunner:
             raise self._translate(exc) from exc
         except StorageError as exc:
             if exc.transient:
-                raise _Transient(f"storage: {exc}") from exc
+                raise _Transient(f"storage: {exc}", kind="storage") from exc
             raise _Permanent(f"storage: {exc}", code=code_pb2.INTERNAL) from exc
         return NewMedia(
             position=position,
@@ -609,6 +631,7 @@ class JobRunner:
                 await self.provider.cancel(prediction.id)
         await attempt.end_lease()
         event = await self._shielded(self.store.finish_cancel(job.id, self.owner))
+        metrics.JOBS_FINISHED.labels("canceled", job.model).inc()
         await self.bus.publish(event)
         log.info("job=%s running→canceled", job.id)
 
@@ -630,6 +653,7 @@ class JobRunner:
         event = await self._shielded(
             self.store.retry(job.id, self.owner, error, delay, keep_prediction=exc.keep_prediction)
         )
+        metrics.JOB_RETRIES.labels(exc.kind).inc()
         await self.bus.publish(event)
         log.info(
             "job=%s running→pending try=%d retry in %.1fs: %s",
@@ -651,6 +675,7 @@ class JobRunner:
     ) -> None:
         error = error_status(code, message, reason)
         event = await self._shielded(self.store.fail(job.id, self.owner, error))
+        metrics.JOBS_FINISHED.labels("failed", job.model).inc()
         await self.bus.publish(event)
         log.info("job=%s running→failed try=%d: %s", job.id, job.attempt, error.message)
 
@@ -658,7 +683,10 @@ class JobRunner:
     def _translate(exc: ProviderError) -> Exception:
         if exc.transient:
             return _Transient(
-                f"provider: {exc}", retry_after_s=exc.retry_after_s, reason=exc.reason
+                f"provider: {exc}",
+                retry_after_s=exc.retry_after_s,
+                reason=exc.reason,
+                kind="throttled" if exc.status == 429 else "provider",
             )
         return _Permanent(f"provider: {exc}", code=code_pb2.FAILED_PRECONDITION, reason=exc.reason)
 
@@ -717,6 +745,13 @@ class JobRunner:
 def _retrieve(task: asyncio.Future[_T]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+def _observe_claim(job: ClaimedJob, event: job_pb2.JobEvent) -> None:
+    """A first claim ends the time the job waited since it was submitted."""
+    if job.attempt == 1 and event.job.HasField("start_time"):
+        waited = event.job.start_time.ToDatetime() - event.job.create_time.ToDatetime()
+        metrics.JOB_QUEUED.labels(job.model).observe(max(0.0, waited.total_seconds()))
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

@@ -153,7 +153,7 @@ def test_api_probes_are_native_grpc(k8s_objects: Objects) -> None:
     settings, _ = settings_from(_env(k8s_objects))
     api = _container(k8s_objects, "mediagen-api")
     assert api["args"] == ["api"]
-    assert [p["containerPort"] for p in api["ports"]] == [settings.grpc_port]
+    assert [p["containerPort"] for p in api["ports"]] == [settings.grpc_port, settings.metrics_port]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert api[probe]["grpc"]["port"] == settings.grpc_port
     assert api["readinessProbe"]["grpc"]["service"] == _grpc_service_name()
@@ -163,6 +163,15 @@ def test_api_probes_are_native_grpc(k8s_objects: Objects) -> None:
         service["spec"]["selector"]
         == _one(k8s_objects, "Deployment", "mediagen-api")["spec"]["selector"]["matchLabels"]
     )
+
+
+@pytest.mark.parametrize("name", ["mediagen-api", "mediagen-worker"])
+def test_metrics_port_is_named_for_scraping(k8s_objects: Objects, name: str) -> None:
+    """deploy/prometheus/prometheus-k8s.yml keeps the container ports named "metrics"."""
+    settings, _ = settings_from(_env(k8s_objects))
+    assert settings.metrics and settings.metrics_port > 0
+    ports = {p["name"]: p["containerPort"] for p in _container(k8s_objects, name)["ports"]}
+    assert ports["metrics"] == settings.metrics_port
 
 
 def test_worker_probes_are_native_grpc(k8s_objects: Objects) -> None:

@@ -194,7 +194,7 @@ async def test_not_found_job(http):
     ("method", "path", "status", "code"),
     [
         ("GET", "/nothing/here", 404, 5),
-        ("GET", "/metrics", 404, 5),  # reserved for the observability work
+        ("GET", "/metrics", 404, 5),  # served only when the app is given a metrics endpoint
         ("DELETE", f"/api/v1/jobs/{JOB_ID}", 405, 12),
         ("PUT", "/api/v1/jobs", 405, 12),
         ("POST", "/api/v1/health", 405, 12),
