@@ -18,6 +18,7 @@ from mediagen.cli.commands import (
     media_get,
     run_client,
 )
+from mediagen.cli.chaos import add_chaos_command
 from mediagen.cli.keys import add_keys_commands
 from mediagen.cli.output import print_error
 from mediagen.cli.service import ROLES, run_role
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     show_media.add_argument("--out", type=Path, metavar="DIR", help="also download it into DIR")
 
     add_keys_commands(commands)
+    add_chaos_command(commands)
     return parser
 
 
