@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 from mediagen.cli.base import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from mediagen.cli.chaos import add_chaos_command
 from mediagen.cli.commands import (
     Action,
     generate_command,
@@ -18,7 +19,6 @@ from mediagen.cli.commands import (
     media_get,
     run_client,
 )
-from mediagen.cli.chaos import add_chaos_command
 from mediagen.cli.keys import add_keys_commands
 from mediagen.cli.output import print_error
 from mediagen.cli.service import ROLES, run_role
