@@ -110,7 +110,7 @@ class Cluster:
         try:
             await cluster._start_all()
         except BaseException:
-            await asyncio.to_thread(cluster.stop)
+            cluster.stop()  # in this thread: it must finish even when the run is cancelled
             raise
         return cluster
 
@@ -230,10 +230,16 @@ class Cluster:
         else:
             await _shell(self.options.redis_start_cmd)
 
-    def health(self) -> list[str]:
-        """Processes that should run but do not."""
-        procs = [api.proc for api in self.apis] + self.workers
-        return [f"{p.name} exited ({p.popen.returncode})" for p in procs if not p.alive()]
+    def exited_by_themselves(self) -> list[str]:
+        """API and worker processes that ended without the run ending them, each told once
+        (a worker that died of an outage and was then replaced by a kill still counts)."""
+        found = []
+        for proc in self.group.procs:
+            if proc.name.startswith(("api", "worker")) and not proc.alive():
+                if not proc.ended_on_purpose:
+                    found.append(f"{proc.name} (pid {proc.pid}) exited ({proc.popen.returncode})")
+                proc.ended_on_purpose = True
+        return found
 
     # --- stop -------------------------------------------------------------------------------
 

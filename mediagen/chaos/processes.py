@@ -49,6 +49,7 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    ended_on_purpose: bool = False  # the run killed or stopped it (any other exit is a finding)
 
     @property
     def pid(self) -> int:
@@ -66,6 +67,7 @@ class Proc:
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no lease released, exactly like a crash."""
+        self.ended_on_purpose = True
         if self.alive():
             self.popen.send_signal(signal.SIGKILL)
             self.popen.wait(10)
@@ -80,6 +82,7 @@ class Proc:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM (after SIGCONT: a stopped process cannot act on it), then SIGKILL."""
+        self.ended_on_purpose = True
         if not self.alive():
             return
         self.popen.send_signal(signal.SIGCONT)

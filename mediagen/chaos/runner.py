@@ -103,8 +103,10 @@ async def run_chaos(options: ChaosOptions, log: Log = print) -> ChaosReport:
             rows.append(row)
             log(f"chaos: {name}: {'ok' if row.passed else 'BROKEN: ' + '; '.join(row.violations)}")
     finally:
-        await load.close()
-        await asyncio.shield(asyncio.to_thread(cluster.stop))
+        try:
+            await load.close()
+        finally:
+            cluster.stop()  # in this thread: it must finish even when the run is cancelled
     settings: dict[str, Any] = {
         "seed": seed,
         "jobs_per_scenario": options.jobs_per_scenario,
@@ -318,7 +320,7 @@ class _Scenario:
 
     async def _heal(self) -> list[str]:
         """Processes that exited by themselves (a finding), started again for what follows."""
-        found = self.cluster.health()
+        found = self.cluster.exited_by_themselves()
         for i, worker in enumerate(self.cluster.workers):
             if not worker.alive():
                 await self.cluster.replace_worker(i)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -93,10 +94,16 @@ def run_chaos_command(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C: the run stops every process it started
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         report = asyncio.run(run_chaos(options, progress))
     except StartupError as exc:
         print_error(f"chaos: could not start the deployment: {exc}")
         return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(json.dumps(report.to_json(), indent=2) if args.json else format_table(report))
     return EXIT_OK if report.passed else EXIT_FAILED
