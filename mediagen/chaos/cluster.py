@@ -83,6 +83,8 @@ class Cluster:
     apis: list[Api] = field(default_factory=list)
     workers: list[Proc] = field(default_factory=list)
     _worker_ports: list[int] = field(default_factory=list)
+    #: Starts that failed (and were tried again): a role that cannot start during an outage.
+    failed_starts: list[str] = field(default_factory=list)
 
     @property
     def database_url(self) -> str:
@@ -182,17 +184,28 @@ class Cluster:
         self.workers = [await self._start_worker(i) for i in range(o.workers)]
 
     async def _start_api(self, i: int, port: int) -> Proc:
-        proc = self.group.start_mediagen(f"api{i}", "api", env={"MEDIAGEN_GRPC_PORT": str(port)})
-        await wait_for_grpc_health(f"127.0.0.1:{port}", proc)
-        return proc
+        return await self._start_role(f"api{i}", "api", {"MEDIAGEN_GRPC_PORT": str(port)}, port)
 
     async def _start_worker(self, i: int) -> Proc:
         port = self._worker_ports[i]
-        proc = self.group.start_mediagen(
-            f"worker{i}", "worker", env={"MEDIAGEN_WORKER_HEALTH_PORT": str(port)}
-        )
-        await wait_for_grpc_health(f"127.0.0.1:{port}", proc)
-        return proc
+        env = {"MEDIAGEN_WORKER_HEALTH_PORT": str(port)}
+        return await self._start_role(f"worker{i}", "worker", env, port)
+
+    async def _start_role(self, name: str, role: str, env: dict[str, str], port: int) -> Proc:
+        """Start a role and wait until it is healthy; one that exits at start (its database
+        is down, say) is started again, as an orchestrator would, for at most a minute."""
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            proc = self.group.start_mediagen(name, role, env=env)
+            try:
+                await wait_for_grpc_health(f"127.0.0.1:{port}", proc)
+                return proc
+            except StartupError:
+                proc.stop()
+                self.failed_starts.append(f"{name} (pid {proc.pid}) {proc.popen.returncode}")
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(1)
 
     # --- disruptions' tools -----------------------------------------------------------------
 

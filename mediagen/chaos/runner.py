@@ -99,7 +99,20 @@ async def run_chaos(options: ChaosOptions, log: Log = print) -> ChaosReport:
                 log(f"chaos: {name} skipped (a configured server it would restart)")
                 continue
             log(f"chaos: {name}: {scenario.summary}")
-            row = await _Scenario(no, scenario, cluster, load, options, rng).run()
+            try:
+                row = await _Scenario(no, scenario, cluster, load, options, rng).run()
+            except Exception as exc:  # reported as the scenario's row; the others still run
+                row = summarize(
+                    name,
+                    [],
+                    settle_s=None,
+                    settle_limit_s=options.settle_limit_s,
+                    broken=[f"the scenario aborted: {type(exc).__name__}: {_first_line(exc)}"],
+                )
+                rows.append(row)
+                log(f"chaos: {name}: aborted ({exc}); restoring the processes")
+                await _Scenario(no, scenario, cluster, load, options, rng).heal()
+                continue
             rows.append(row)
             log(f"chaos: {name}: {'ok' if row.passed else 'BROKEN: ' + '; '.join(row.violations)}")
     finally:
@@ -165,10 +178,12 @@ class _Scenario:
             *(self.load.wait_final(job_id, deadline) for job_id in ids.values())
         )
         await evidence.clear_faults(self.cluster.emulator_url)
-        broken = await self._heal()
+        broken = await self.heal()
         jobs = await self._observe(plan, ids, watches, finals, started_at)
         errors = Counter(self.load.errors)
         errors.subtract(errors_before)
+        self.notes += [f"start failed, tried again: {what}" for what in self.cluster.failed_starts]
+        self.cluster.failed_starts.clear()
         return summarize(
             self.scenario.name,
             jobs,
@@ -318,8 +333,13 @@ class _Scenario:
         await self.cluster.restart_api(0)
         self.notes.append("api0 SIGKILLed under its watchers, started again 3s later")
 
-    async def _heal(self) -> list[str]:
+    async def heal(self) -> list[str]:
         """Processes that exited by themselves (a finding), started again for what follows."""
+        await evidence.clear_faults(self.cluster.emulator_url)
+        if self.cluster.postgres is not None and not self.cluster.postgres.running():
+            await self.cluster.start_postgres()
+        if self.cluster.redis is not None and self.cluster.redis.proc is None:
+            await self.cluster.start_redis()
         found = self.cluster.exited_by_themselves()
         for i, worker in enumerate(self.cluster.workers):
             if not worker.alive():
@@ -372,6 +392,10 @@ class _Scenario:
                 )
             )
         return jobs
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 async def _gather_until(
