@@ -67,8 +67,8 @@ class Proc:
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no lease released, exactly like a crash."""
-        self.ended_on_purpose = True
-        if self.alive():
+        if self.alive():  # one already dead ended by itself, and stays a finding
+            self.ended_on_purpose = True
             self.popen.send_signal(signal.SIGKILL)
             self.popen.wait(10)
 
@@ -82,9 +82,9 @@ class Proc:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM (after SIGCONT: a stopped process cannot act on it), then SIGKILL."""
-        self.ended_on_purpose = True
         if not self.alive():
             return
+        self.ended_on_purpose = True
         self.popen.send_signal(signal.SIGCONT)
         self.popen.send_signal(signal.SIGTERM)
         try:
