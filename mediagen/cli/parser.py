@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 from mediagen.cli.base import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from mediagen.cli.chaos import add_chaos_command
 from mediagen.cli.commands import (
     Action,
     generate_command,
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     show_media.add_argument("--out", type=Path, metavar="DIR", help="also download it into DIR")
 
     add_keys_commands(commands)
+    add_chaos_command(commands)
     return parser
 
 
