@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -23,6 +22,7 @@ from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
 from tests.fixtures.embedded import embedded_settings
+from tests.fixtures.emulator import predictions_by_marker
 
 Stub = pb_grpc.MediaGenerationServiceStub
 #: A provider call's deadline here: 0.5 s to read plus (at most) 0.5 s to connect.
@@ -78,17 +78,9 @@ async def final(stub: Stub, job_id: str) -> job_pb2.Job:
 
 async def creates_by_job(service: Embedded) -> Counter[str]:
     """Predictions at the emulator per job marker, read through its list endpoint."""
-    counts: Counter[str] = Counter()
-    url: str | None = f"{service.emulator.base_url}/v1/predictions"
-    token = service.settings.replicate_api_token
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
-        while url:
-            page = (await http.get(url)).json()
-            for item in page["results"]:
-                marker = Marker.from_webhook_url(item.get("webhook"))
-                counts[marker.job_id if marker else "(no marker)"] += 1
-            url = page["next"]
-    return counts
+    return await predictions_by_marker(
+        service.emulator.base_url, service.settings.replicate_api_token
+    )
 
 
 async def predictions_of(service: Embedded) -> dict[str, str | None]:

@@ -10,7 +10,6 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from google.protobuf import struct_pb2
 
 from mediagen.config import DEFAULT_MODEL
 from mediagen.embedded import Embedded
@@ -19,7 +18,7 @@ from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
 from tests.fixtures.embedded import embedded_settings
-from tests.fixtures.emulator import wait_until
+from tests.fixtures.emulator import small_request, wait_until
 from tests.fixtures.s3 import free_port
 from tests.support.metrics import Delta, scrape
 
@@ -41,16 +40,6 @@ async def service(tmp_path: Path) -> AsyncIterator[Embedded]:
         yield app
     finally:
         await app.stop()
-
-
-def _request(prompt: str, latency_s: float | None = None) -> pb.GenerateMediaRequest:
-    extra = struct_pb2.Struct()
-    if latency_s is not None:
-        extra.update({"emulator_latency_s": latency_s})
-    return pb.GenerateMediaRequest(
-        prompt=prompt,
-        parameters=job_pb2.GenerationParameters(width=64, height=64, extra_input=extra),
-    )
 
 
 async def _watch(stub: pb_grpc.MediaGenerationServiceStub, job_id: str) -> tuple[job_pb2.Job, int]:
@@ -81,10 +70,10 @@ async def test_a_scripted_run_moves_every_metric_by_exactly_its_amount(service: 
         finals = {}
         events = 0
         for prompt in ("a fine fox", "a doomed fox", "a throttled fox", "an unanswered fox"):
-            job = (await stub.GenerateMedia(_request(prompt), timeout=10)).job
+            job = (await stub.GenerateMedia(small_request(prompt), timeout=10)).job
             finals[prompt], seen = await _watch(stub, job.id)
             events += seen
-        slow = (await stub.GenerateMedia(_request("a slow fox", latency_s=30), timeout=10)).job
+        slow = (await stub.GenerateMedia(small_request("a slow fox", latency_s=30), timeout=10)).job
 
         async def running() -> job_pb2.Job:
             return (await stub.GetJob(pb.GetJobRequest(id=slow.id))).job
@@ -211,7 +200,7 @@ async def test_metrics_off_means_no_endpoint_and_no_request_counts(tmp_path: Pat
         before = m.GRPC_REQUESTS.labels(GENERATE, "OK")._value.get()
         async with grpc.aio.insecure_channel(app.grpc_target) as channel:
             stub = pb_grpc.MediaGenerationServiceStub(channel)
-            await stub.GenerateMedia(_request("a quiet fox"), timeout=10)
+            await stub.GenerateMedia(small_request("a quiet fox"), timeout=10)
         assert m.GRPC_REQUESTS.labels(GENERATE, "OK")._value.get() == before
     finally:
         await app.stop()

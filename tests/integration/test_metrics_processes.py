@@ -11,13 +11,12 @@ from dataclasses import dataclass
 import grpc
 import httpx
 import pytest
-from google.protobuf import struct_pb2
 
 from mediagen.config import DEFAULT_MODEL
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
-from tests.fixtures.emulator import wait_until
+from tests.fixtures.emulator import small_request, wait_until
 from tests.fixtures.processes import (
     Cluster,
     distributed_env,
@@ -102,16 +101,6 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
     )
 
 
-def _request(prompt: str, latency_s: float | None = None) -> pb.GenerateMediaRequest:
-    extra = struct_pb2.Struct()
-    if latency_s is not None:
-        extra.update({"emulator_latency_s": latency_s})
-    return pb.GenerateMediaRequest(
-        prompt=prompt,
-        parameters=job_pb2.GenerationParameters(width=64, height=64, extra_input=extra),
-    )
-
-
 async def _final(stub: pb_grpc.MediaGenerationServiceStub, job_id: str) -> job_pb2.Job:
     last = None
     async for response in stub.WatchJob(pb.WatchJobRequest(id=job_id), timeout=60):
@@ -147,9 +136,9 @@ async def test_each_process_reports_its_own_part_of_a_run(deployment: Deployment
         stub = pb_grpc.MediaGenerationServiceStub(channel)
         finals = []
         for prompt in ("a fine owl", "a doomed owl", "a throttled owl"):
-            job = (await stub.GenerateMedia(_request(prompt), timeout=10)).job
+            job = (await stub.GenerateMedia(small_request(prompt), timeout=10)).job
             finals.append(await _final(stub, job.id))
-        slow = (await stub.GenerateMedia(_request("a slow owl", latency_s=30), timeout=10)).job
+        slow = (await stub.GenerateMedia(small_request("a slow owl", latency_s=30), timeout=10)).job
 
         async def status() -> int:
             return (await stub.GetJob(pb.GetJobRequest(id=slow.id))).job.status

@@ -18,12 +18,12 @@ import grpc
 import httpx
 import pytest
 import redis
-from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
+from tests.fixtures.emulator import small_request
 from tests.fixtures.processes import (
     Cluster,
     Proc,
@@ -126,15 +126,6 @@ async def stub(fleet: Fleet) -> AsyncIterator[pb_grpc.MediaGenerationServiceStub
         yield pb_grpc.MediaGenerationServiceStub(channel)
 
 
-def request(prompt: str, latency_s: float) -> pb.GenerateMediaRequest:
-    extra = struct_pb2.Struct()
-    extra.update({"emulator_latency_s": latency_s})
-    return pb.GenerateMediaRequest(
-        prompt=prompt,
-        parameters=job_pb2.GenerationParameters(width=64, height=64, extra_input=extra),
-    )
-
-
 async def watch_to_end(stub: pb_grpc.MediaGenerationServiceStub, job_id: str) -> job_pb2.Job:
     """The job's last state, over one WatchJob stream."""
     last = None
@@ -188,7 +179,7 @@ def assert_alive(fleet: Fleet) -> None:
 async def test_workers_outlive_redis_restarting_empty(
     fleet: Fleet, stub: pb_grpc.MediaGenerationServiceStub
 ) -> None:
-    before = [(await stub.GenerateMedia(request(f"before {i}", 6.0))).job for i in range(4)]
+    before = [(await stub.GenerateMedia(small_request(f"before {i}", 6.0))).job for i in range(4)]
     watching = [asyncio.create_task(watch_to_end(stub, job.id)) for job in before]
 
     async def running() -> bool:
@@ -203,7 +194,7 @@ async def test_workers_outlive_redis_restarting_empty(
 
     await until(unavailable, 15, "both workers report NOT_SERVING")
     # Accepted while Redis is down: the reconciler sends their wake-ups later.
-    during = [(await stub.GenerateMedia(request(f"during {i}", 1.0))).job for i in range(3)]
+    during = [(await stub.GenerateMedia(small_request(f"during {i}", 1.0))).job for i in range(3)]
     # And watched from the outage on: the streams open without the event bus.
     watching_late = [asyncio.create_task(watch_to_end(stub, job.id)) for job in during]
     await asyncio.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
@@ -219,7 +210,7 @@ async def test_workers_outlive_redis_restarting_empty(
     late = await asyncio.wait_for(asyncio.gather(*watching_late), timeout=60)
     assert [job.status for job in late] == [job_pb2.JOB_STATE_SUCCEEDED] * 3
     # And the queue works as before.
-    fresh = [(await stub.GenerateMedia(request(f"after {i}", 0.5))).job for i in range(4)]
+    fresh = [(await stub.GenerateMedia(small_request(f"after {i}", 0.5))).job for i in range(4)]
     after = await asyncio.wait_for(
         asyncio.gather(*(watch_to_end(stub, job.id) for job in fresh)), timeout=60
     )
@@ -235,14 +226,14 @@ async def test_workers_outlive_redis_restarting_empty(
 async def test_a_deleted_stream_is_recreated(
     fleet: Fleet, stub: pb_grpc.MediaGenerationServiceStub
 ) -> None:
-    first = await watch_to_end(stub, (await stub.GenerateMedia(request("first", 0.2))).job.id)
+    first = await watch_to_end(stub, (await stub.GenerateMedia(small_request("first", 0.2))).job.id)
     assert first.status == job_pb2.JOB_STATE_SUCCEEDED
     queue = fleet.cluster.env["MEDIAGEN_QUEUE_NAME"]
     client = redis.Redis.from_url(fleet.redis.url)
     try:
         assert client.delete(queue) == 1  # under both workers' blocking reads
         await asyncio.sleep(1)
-        jobs = [(await stub.GenerateMedia(request(f"next {i}", 0.2))).job for i in range(4)]
+        jobs = [(await stub.GenerateMedia(small_request(f"next {i}", 0.2))).job for i in range(4)]
         done = await asyncio.wait_for(
             asyncio.gather(*(watch_to_end(stub, job.id) for job in jobs)), timeout=30
         )
@@ -269,7 +260,7 @@ def _job_of(line: str) -> str:
 async def test_a_stolen_lease_is_one_warning_naming_the_new_owner(
     fleet: Fleet, stub: pb_grpc.MediaGenerationServiceStub
 ) -> None:
-    jobs = [(await stub.GenerateMedia(request(f"long {i}", 10.0))).job for i in range(4)]
+    jobs = [(await stub.GenerateMedia(small_request(f"long {i}", 10.0))).job for i in range(4)]
     watching = [asyncio.create_task(watch_to_end(stub, job.id)) for job in jobs]
     sleeper, other = await holding_and_not(fleet)
     sleeper.proc.popen.send_signal(signal.SIGSTOP)
@@ -305,7 +296,7 @@ async def test_a_stolen_lease_is_one_warning_naming_the_new_owner(
 async def test_a_shutdown_past_the_grace_hands_back_quietly(
     fleet: Fleet, stub: pb_grpc.MediaGenerationServiceStub
 ) -> None:
-    jobs = [(await stub.GenerateMedia(request(f"slow {i}", 6.0))).job for i in range(4)]
+    jobs = [(await stub.GenerateMedia(small_request(f"slow {i}", 6.0))).job for i in range(4)]
     watching = [asyncio.create_task(watch_to_end(stub, job.id)) for job in jobs]
     leaving, staying = await holding_and_not(fleet)
     held = [j for j, owner in (await fleet.holders()).items() if owner == leaving.owner]

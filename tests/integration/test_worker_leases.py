@@ -16,7 +16,6 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
 from sqlalchemy import update
 
 from mediagen.embedded import Embedded
@@ -25,10 +24,9 @@ from mediagen.jobs.models import JobRow
 from mediagen.jobs.store import utcnow
 from mediagen.jobs.validation import validate_generate
 from mediagen.v1 import job_pb2
-from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
 from tests.fixtures.embedded import embedded_settings
-from tests.fixtures.emulator import wait_until
+from tests.fixtures.emulator import small_request, wait_until
 
 Start = Callable[..., Awaitable[Embedded]]
 
@@ -46,16 +44,6 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
     yield run
     for app in started:
         await app.stop()
-
-
-def request(prompt: str, latency_s: float | None = None) -> pb.GenerateMediaRequest:
-    extra = struct_pb2.Struct()
-    if latency_s is not None:
-        extra.update({"emulator_latency_s": latency_s})
-    return pb.GenerateMediaRequest(
-        prompt=prompt,
-        parameters=job_pb2.GenerationParameters(width=64, height=64, extra_input=extra),
-    )
 
 
 async def job_of(app: Embedded, job_id: str) -> job_pb2.Job:
@@ -98,7 +86,7 @@ async def test_a_failed_ack_after_the_claim_does_not_strand_the_job(
     assert app.core is not None and app.runner is not None
     settings = app.settings
     spec = validate_generate(
-        request("acked in vain"),
+        small_request("acked in vain"),
         default_model=settings.default_model,
         allowed_models=settings.models,
     )
@@ -131,7 +119,7 @@ async def test_a_stolen_lease_is_one_warning_naming_the_new_owner(
     caplog.set_level(logging.INFO, logger="mediagen")
     async with grpc.aio.insecure_channel(app.grpc_target) as channel:
         stub = pb_grpc.MediaGenerationServiceStub(channel)
-        job = (await stub.GenerateMedia(request("stolen", latency_s=8.0))).job
+        job = (await stub.GenerateMedia(small_request("stolen", latency_s=8.0))).job
         await predicting(app, job.id)
         # Another worker takes the job, exactly as after a lease expiry: the lease is made to
         # expire, and the other worker's claim goes through the store's own conditional UPDATE.
@@ -177,7 +165,7 @@ async def test_no_lease_warning_for_jobs_that_finish_normally(
     caplog.set_level(logging.INFO, logger="mediagen")
     async with grpc.aio.insecure_channel(app.grpc_target) as channel:
         stub = pb_grpc.MediaGenerationServiceStub(channel)
-        jobs = [(await stub.GenerateMedia(request(f"quick {i}", 0.6))).job for i in range(12)]
+        jobs = [(await stub.GenerateMedia(small_request(f"quick {i}", 0.6))).job for i in range(12)]
         for job in jobs:
             await wait_until(
                 lambda job=job: job_of(app, job.id),  # type: ignore[misc]
@@ -197,7 +185,7 @@ async def test_a_job_handed_back_at_shutdown_is_one_info_line(
     caplog.set_level(logging.INFO)
     async with grpc.aio.insecure_channel(app.grpc_target) as channel:
         stub = pb_grpc.MediaGenerationServiceStub(channel)
-        job = (await stub.GenerateMedia(request("too slow to wait for", latency_s=10))).job
+        job = (await stub.GenerateMedia(small_request("too slow to wait for", latency_s=10))).job
         await predicting(app, job.id)
     began = time.monotonic()
     await app.stop()

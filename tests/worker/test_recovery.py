@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest_asyncio
 
 from mediagen.config import Settings
@@ -29,7 +28,7 @@ from mediagen.storage.memory import MemoryStorage
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.worker.runner import JobRunner
-from tests.fixtures.emulator import wait_until
+from tests.fixtures.emulator import predictions_by_marker, wait_until
 
 MODEL = "stability-ai/sdxl"
 WEBHOOKS = "http://127.0.0.1:9/webhooks/replicate"  # nothing listens; only a marker
@@ -76,16 +75,7 @@ class Worker:
 
     async def creates_by_job(self) -> Counter[str]:
         """Predictions at the emulator per job marker, read through its list endpoint."""
-        counts: Counter[str] = Counter()
-        url: str | None = f"{self.emulator.base_url}/v1/predictions"
-        async with httpx.AsyncClient() as http:
-            while url:
-                page = (await http.get(url)).json()
-                for item in page["results"]:
-                    marker = Marker.from_webhook_url(item.get("webhook"))
-                    counts[marker.job_id if marker else "(no marker)"] += 1
-                url = page["next"]
-        return counts
+        return await predictions_by_marker(self.emulator.base_url)
 
 
 @pytest_asyncio.fixture
