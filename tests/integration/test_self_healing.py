@@ -289,7 +289,9 @@ async def test_a_stolen_lease_is_one_warning_naming_the_new_owner(
     assert set(held) <= stolen, (held, output)
     assert sorted(_job_of(line) for line in lost) == sorted(stolen), output
     for line in lost:
-        assert f"held by {other.owner}" in line, lost
+        # Names the worker holding it now, or says it is done (the other worker may have
+        # finished it before this one woke up and looked).
+        assert f"held by {other.owner}" in line or "succeeded, held by no worker" in line, lost
     assert "never retrieved" not in output and "Traceback" not in output, output
 
 
