@@ -171,8 +171,9 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
             allowed_models=self.settings.models,
         )
         tenant = current_principal().tenant
-        if spec.request_id is not None:
+        if spec.request_id is not None and self.quotas.limits_submissions:
             # An idempotent retry costs no quota: answer it before the limits are consulted.
+            # (Without limits, store.create answers a repeated request_id itself.)
             existing = await self.store.find_by_request_id(tenant, spec.request_id)
             if existing is not None:
                 return pb.GenerateMediaResponse(job=await resolve_job(existing, self.storage))

@@ -196,16 +196,11 @@ class JobStore:
         except IntegrityError:
             if spec.request_id is None:
                 raise
-            existing = await self._find_by_request_id(tenant, spec.request_id)
+            existing = await self.find_by_request_id(tenant, spec.request_id)
             if existing is None:
                 raise
             return existing, None
         return event.job, event
-
-    async def find_by_request_id(self, tenant: str, request_id: str) -> job_pb2.Job | None:
-        """The job ``tenant``'s request_id made, if any (idempotent retries are answered with
-        it)."""
-        return await self._find_by_request_id(tenant, request_id)
 
     async def active_jobs(self, tenant: str) -> ActiveJobs:
         """How many of ``tenant``'s jobs are PENDING or RUNNING, and the earliest estimated end
@@ -220,7 +215,9 @@ class JobStore:
             count, next_done_at = result.one()
         return ActiveJobs(int(count or 0), next_done_at)
 
-    async def _find_by_request_id(self, tenant: str, request_id: str) -> job_pb2.Job | None:
+    async def find_by_request_id(self, tenant: str, request_id: str) -> job_pb2.Job | None:
+        """The job ``tenant``'s request_id made, if any (idempotent retries are answered with
+        it)."""
         async with self.db.reading() as session:
             row = await session.scalar(
                 select(JobRow)

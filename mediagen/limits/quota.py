@@ -60,6 +60,11 @@ class Quotas:
         self.max_active_jobs = max_active_jobs
         self.streams = StreamSlots(max_watch_streams)
 
+    @property
+    def limits_submissions(self) -> bool:
+        """Whether :meth:`admit_submission` can refuse anything."""
+        return self.rate is not None or bool(self.max_active_jobs)
+
     async def admit_submission(
         self,
         tenant: str,

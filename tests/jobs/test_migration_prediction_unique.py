@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from alembic import command
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mediagen.jobs.migrate import alembic_config
-from tests.fixtures.database import POSTGRES_BASE, _admin
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
-        return
-    name = f"mediagen_mig_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    yield f"{POSTGRES_BASE}/{name}"
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
+from tests.jobs.test_migrations import empty_database  # noqa: F401  (a fixture)
 
 _INSERT = text(
     "INSERT INTO jobs (id, status, prompt, model, parameters, model_input, labels, progress,"
@@ -49,7 +33,7 @@ async def _run(url: str, *statements: tuple[TextClause, dict[str, Any]]) -> list
         await engine.dispose()
 
 
-def test_shared_predictions_stay_with_the_oldest_job(empty_database: str) -> None:
+def test_shared_predictions_stay_with_the_oldest_job(empty_database: str) -> None:  # noqa: F811
     config = alembic_config(empty_database)
     command.upgrade(config, "0001")
     t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
