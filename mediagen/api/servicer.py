@@ -30,12 +30,11 @@ from mediagen.errors import (
     InvalidArgument,
     MediagenError,
     Unavailable,
-    bounded,
     internal_status,
 )
 from mediagen.events.bus import EventBus, Subscription
+from mediagen.jobs.listing import NO_FILTER, parse_filter
 from mediagen.jobs.pagination import decode_token, encode_token
-from mediagen.jobs.states import JobState
 from mediagen.jobs.store import JobStore
 from mediagen.jobs.validation import validate_generate
 from mediagen.limits.quota import Quotas
@@ -57,14 +56,6 @@ MAX_PAGE_SIZE = 1000
 #: How long WatchJob waits on the bus before re-reading the store (covers lost messages).
 WATCH_RECHECK_S = 2.0
 
-#: ListJobs `status` words: JobState names, their short forms, and the original REST words.
-_STATUS_WORDS: dict[str, JobState] = {
-    **{state.value: state for state in JobState},
-    **{f"job_state_{state.value}": state for state in JobState},
-    "processing": JobState.RUNNING,
-    "completed": JobState.SUCCEEDED,
-    "cancelled": JobState.CANCELED,
-}
 _TERMINAL = (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELED)
 
 
@@ -109,25 +100,6 @@ def stream_errors(
             await _abort(context, None)
 
     return wrapper
-
-
-def parse_status_filter(value: str) -> JobState | None:
-    """The ListJobs ``status`` field: empty means any state."""
-    word = value.strip().lower()
-    if not word:
-        return None
-    if word not in _STATUS_WORDS:
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "status",
-                    f"unknown status {bounded(value, 40)!r}; use one of "
-                    + ", ".join(s.value for s in JobState)
-                    + " (or pending, processing, completed)",
-                )
-            ]
-        )
-    return _STATUS_WORDS[word]
 
 
 class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
@@ -197,9 +169,12 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
     @rpc_errors
     async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
         scope = _scope()
-        status = parse_status_filter(request.status)
-        status_key = status.value if status else ""
-        violations = []
+        violations: list[FieldViolation] = []
+        try:
+            where = parse_filter(request)
+        except InvalidArgument as exc:  # reported with the paging fields' problems, all at once
+            violations.extend(exc.violations)
+            where = NO_FILTER
         if request.page_size < 0:
             violations.append(FieldViolation("page_size", "must not be negative"))
         if request.page < 0:
@@ -218,7 +193,7 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
             per_page = request.per_page or DEFAULT_PER_PAGE
             page = await self.store.list_jobs(
                 tenant=scope,
-                status=status,
+                where=where,
                 limit=per_page,
                 offset=(max(request.page, 1) - 1) * per_page,
             )
@@ -228,16 +203,14 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
                 decode_token(
                     request.page_token,
                     self.settings.secret_key,
-                    status_filter=status_key,
+                    filter_key=where.key(),
                     tenant_scope=scope,
                 )
                 if request.page_token
                 else None
             )
             limit = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-            page = await self.store.list_jobs(
-                tenant=scope, status=status, limit=limit, cursor=cursor
-            )
+            page = await self.store.list_jobs(tenant=scope, where=where, limit=limit, cursor=cursor)
             next_token = (
                 encode_token(page.next_cursor, self.settings.secret_key) if page.next_cursor else ""
             )

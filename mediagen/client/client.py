@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
@@ -280,30 +281,54 @@ class MediagenClient:
         self,
         *,
         status: str | job_pb2.JobState.ValueType | None = None,
+        model: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         page_size: int = 0,
         page_token: str = "",
     ) -> pb.ListJobsResponse:
         """Return one page of jobs, newest first.
 
         ``status`` filters by state: a ``JobState`` value, or a name the server accepts
-        (``JOB_STATE_SUCCEEDED``, ``succeeded``). ``page_size`` 0 lets the server choose (50).
-        Pass the response's ``next_page_token`` as ``page_token`` for the next page; it is empty
-        on the last one. See :meth:`iter_jobs` to walk every page.
+        (``JOB_STATE_SUCCEEDED``, ``succeeded``). ``model`` keeps jobs of that model
+        (``owner/name`` matches every version), ``created_after`` (inclusive) and
+        ``created_before`` (exclusive) bound the creation time; aware datetimes. ``page_size``
+        0 lets the server choose (50). Pass the response's ``next_page_token`` as
+        ``page_token`` for the next page, with the same filters; it is empty on the last one.
+        See :meth:`iter_jobs` to walk every page.
         """
         if isinstance(status, int):
             status = job_pb2.JobState.Name(status)
         request = pb.ListJobsRequest(
-            status=status or "", page_size=page_size, page_token=page_token
+            status=status or "", model=model or "", page_size=page_size, page_token=page_token
         )
+        if created_after is not None:
+            request.created_after.FromDatetime(created_after)
+        if created_before is not None:
+            request.created_before.FromDatetime(created_before)
         return await self._call(self._get_stub().ListJobs, request)
 
     async def iter_jobs(
-        self, status: str | job_pb2.JobState.ValueType | None = None, *, page_size: int = 0
+        self,
+        status: str | job_pb2.JobState.ValueType | None = None,
+        *,
+        model: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        page_size: int = 0,
     ) -> AsyncIterator[job_pb2.Job]:
-        """Yield every job (matching ``status``), newest first, fetching pages as needed."""
+        """Yield every job matching the filters (as :meth:`list`), newest first, fetching pages
+        as needed."""
         token = ""
         while True:
-            page = await self.list(status=status, page_size=page_size, page_token=token)
+            page = await self.list(
+                status=status,
+                model=model,
+                created_after=created_after,
+                created_before=created_before,
+                page_size=page_size,
+                page_token=token,
+            )
             for job in page.jobs:
                 yield job
             token = page.next_page_token

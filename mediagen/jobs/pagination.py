@@ -1,9 +1,10 @@
 """Opaque, signed page tokens for ListJobs (AIP-158). Pure: no I/O.
 
-A token carries the last (create_time, id) of a page, the filter it was made for and the tenant
-scope of the listing, signed with the service's SECRET_KEY so callers cannot forge a position or
-read the format as an API. A token is only good for the listing it came from: the same status
-filter and the same caller's scope (one tenant's token cannot page through another's jobs).
+A token carries the last (create_time, id) of a page, the key of the filter it was made for
+(:meth:`mediagen.jobs.listing.JobFilter.key`) and the tenant scope of the listing, signed with
+the service's SECRET_KEY so callers cannot forge a position or read the format as an API. A token
+is only good for the listing it came from: the same filter (state, model, creation times) and
+the same caller's scope (one tenant's token cannot page through another's jobs).
 
 A valid signature is not trusted blindly: whoever holds the key (or a leaked one) could sign
 anything, so the contents are checked as strictly as any input (types, lengths, an aware
@@ -23,7 +24,7 @@ from mediagen.errors import FieldViolation, InvalidArgument
 
 #: Real tokens are about 130 characters; anything much longer is not one of ours.
 MAX_TOKEN_CHARS = 512
-#: Job ids are UUIDs (36 characters); status filters are short state names.
+#: Job ids are UUIDs (36 characters); filter keys are 32 hex digits.
 _MAX_ID_CHARS = 36
 _MAX_FILTER_CHARS = 32
 
@@ -34,7 +35,8 @@ class Cursor:
 
     create_time: datetime
     job_id: str
-    status_filter: str
+    #: The key of the filter the listing was made for.
+    filter_key: str
     #: The tenant the listing was limited to; None for an admin's listing of every tenant.
     tenant_scope: str | None
 
@@ -45,15 +47,13 @@ def _sign(secret: str, body: bytes) -> bytes:
 
 def encode_token(cursor: Cursor, secret: str) -> str:
     body = json.dumps(
-        [cursor.create_time.isoformat(), cursor.job_id, cursor.status_filter, cursor.tenant_scope],
+        [cursor.create_time.isoformat(), cursor.job_id, cursor.filter_key, cursor.tenant_scope],
         separators=(",", ":"),
     ).encode()
     return base64.urlsafe_b64encode(_sign(secret, body) + body).decode().rstrip("=")
 
 
-def decode_token(
-    token: str, secret: str, *, status_filter: str, tenant_scope: str | None
-) -> Cursor:
+def decode_token(token: str, secret: str, *, filter_key: str, tenant_scope: str | None) -> Cursor:
     """Parse a token; INVALID_ARGUMENT if it is malformed, forged, or for another filter or
     another caller's scope."""
     bad = InvalidArgument([FieldViolation("page_token", "is not a valid page token")])
@@ -72,9 +72,15 @@ def decode_token(
     if cursor.tenant_scope != tenant_scope:
         # Says nothing about whose listing it was.
         raise InvalidArgument([FieldViolation("page_token", "was issued to another caller")])
-    if cursor.status_filter != status_filter:
+    if cursor.filter_key != filter_key:
         raise InvalidArgument(
-            [FieldViolation("page_token", "was issued for a different status filter")]
+            [
+                FieldViolation(
+                    "page_token",
+                    "was issued for a different filter (status, model, created_after, "
+                    "created_before)",
+                )
+            ]
         )
     return cursor
 

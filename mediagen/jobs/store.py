@@ -29,6 +29,7 @@ from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 from mediagen.errors import JobAlreadyFinished, JobNotFound, MediaNotFound
 from mediagen.jobs import convert
 from mediagen.jobs.database import Database
+from mediagen.jobs.listing import NO_FILTER, JobFilter
 from mediagen.jobs.models import JobEventRow, JobRow, MediaRow, ModelStatsRow
 from mediagen.jobs.pagination import Cursor
 from mediagen.jobs.states import JobState, Transition, next_state, sources
@@ -132,6 +133,28 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
 def _in_scope(column: InstrumentedAttribute[str], tenant: str | None) -> list[ColumnElement[bool]]:
     """The WHERE clause of a tenant scope: nothing for an admin (None)."""
     return [] if tenant is None else [column == tenant]
+
+
+def _matching(where: JobFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clause of a listing's filter."""
+    clauses: list[ColumnElement[bool]] = []
+    if where.status is not None:
+        clauses.append(JobRow.status == where.status.value)
+    if where.model_has_version:
+        clauses.append(JobRow.model == where.model)
+    elif where.model:
+        # Every version too; autoescape keeps the name's `_` from acting as a LIKE wildcard.
+        clauses.append(
+            or_(
+                JobRow.model == where.model,
+                JobRow.model.startswith(f"{where.model}:", autoescape=True),
+            )
+        )
+    if where.created_after is not None:
+        clauses.append(JobRow.create_time >= where.created_after)
+    if where.created_before is not None:
+        clauses.append(JobRow.create_time < where.created_before)
+    return clauses
 
 
 def _event_proto(row: JobEventRow) -> job_pb2.JobEvent:
@@ -254,16 +277,15 @@ class JobStore:
         self,
         *,
         tenant: str | None,
-        status: JobState | None,
+        where: JobFilter = NO_FILTER,
         limit: int,
         cursor: Cursor | None = None,
         offset: int = 0,
     ) -> JobPage:
-        """Jobs of ``tenant`` (every tenant's for None) newest first, after ``cursor`` (keyset
-        paging) or from ``offset``. The next cursor is bound to the tenant and status filter."""
-        filters = _in_scope(JobRow.tenant, tenant)
-        if status is not None:
-            filters.append(JobRow.status == status.value)
+        """Jobs of ``tenant`` (every tenant's for None) matching ``where``, newest first, after
+        ``cursor`` (keyset paging) or from ``offset``. The next cursor is bound to the tenant
+        and the filter."""
+        filters = [*_in_scope(JobRow.tenant, tenant), *_matching(where)]
         async with self.db.reading() as session:
             total = await session.scalar(select(func.count()).select_from(JobRow).where(*filters))
             query = select(JobRow).where(*filters)
@@ -286,9 +308,7 @@ class JobStore:
         next_cursor = None
         if more and rows:
             last = rows[-1]
-            next_cursor = Cursor(
-                last.create_time, last.id, status.value if status else "", tenant_scope=tenant
-            )
+            next_cursor = Cursor(last.create_time, last.id, where.key(), tenant_scope=tenant)
         return JobPage([convert.job_to_proto(r, r.media) for r in rows], total or 0, next_cursor)
 
     async def events_after(

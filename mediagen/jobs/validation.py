@@ -32,7 +32,7 @@ NUL_MESSAGE = "must not contain NUL (U+0000)"
 NOT_FINITE_MESSAGE = "must be a finite number (NaN and Infinity are not allowed)"
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # owner/name, optionally :<64-hex version>, as Replicate spells model references.
-_MODEL = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(:[0-9a-f]{64})?$")
+MODEL_REFERENCE = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*(:[0-9a-f]{64})?$")
 
 #: (field, inclusive minimum, inclusive maximum) for the typed numeric parameters.
 _RANGES: tuple[tuple[str, float, float], ...] = (
@@ -90,7 +90,7 @@ def validate_generate(
         violations.append(FieldViolation("prompt", NUL_MESSAGE, "INVALID_CHARACTER"))
 
     model = request.model.strip() or default_model
-    if not _MODEL.match(model):
+    if not MODEL_REFERENCE.match(model):
         violations.append(
             FieldViolation(
                 "model", f"{bounded(model, 60)!r} is not an owner/name[:version] model reference"

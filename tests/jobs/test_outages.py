@@ -76,7 +76,7 @@ async def _until_refused(url: str) -> None:
     while time.monotonic() < deadline:
         db = Database(url)  # a fresh pool: every read makes a new connection
         try:
-            await JobStore(db).list_jobs(tenant=None, status=None, limit=1)
+            await JobStore(db).list_jobs(tenant=None, limit=1)
         finally:
             await db.dispose()
         await asyncio.sleep(0.05)
@@ -93,7 +93,7 @@ async def test_too_many_clients_is_unavailable(private_postgres: PrivatePostgres
     db = Database(private_postgres.url)
     try:
         with pytest.raises(Unavailable) as caught:
-            await JobStore(db).list_jobs(tenant=None, status=None, limit=1)
+            await JobStore(db).list_jobs(tenant=None, limit=1)
         assert "53300" in sqlstates(caught.value)
         assert "busy" in caught.value.message
     finally:

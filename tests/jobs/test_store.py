@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from mediagen.errors import JobAlreadyFinished, JobNotFound
 from mediagen.jobs.database import Database
+from mediagen.jobs.listing import JobFilter
 from mediagen.jobs.states import JobState
 from mediagen.jobs.store import MAX_ERROR_BYTES, ErrorTooLarge, JobStore, LeaseLost, NewMedia
 from mediagen.jobs.validation import JobSpec, validate_generate
@@ -53,7 +54,7 @@ async def test_request_id_returns_the_first_job(store: JobStore) -> None:
     again, none = await store.create(spec(prompt="different", request_id=rid), tenant=TENANT)
     assert event is not None and none is None
     assert again.id == first.id
-    assert (await store.list_jobs(tenant=TENANT, status=None, limit=10)).total_size == 1
+    assert (await store.list_jobs(tenant=TENANT, limit=10)).total_size == 1
 
 
 async def test_concurrent_duplicate_requests_make_one_job(store: JobStore) -> None:
@@ -161,14 +162,16 @@ async def test_take_due_hands_each_job_to_one_reconciler(store: JobStore) -> Non
 async def test_list_pages_newest_first_with_filter(store: JobStore) -> None:
     ids = [(await store.create(spec(f"job {i}"), tenant=TENANT))[0].id for i in range(7)]
     assert await store.claim(ids[0], "w", 30)
-    page = await store.list_jobs(tenant=TENANT, status=None, limit=3)
+    page = await store.list_jobs(tenant=TENANT, limit=3)
     assert page.total_size == 7 and [j.id for j in page.jobs] == ids[::-1][:3]
     assert page.next_cursor is not None
-    rest = await store.list_jobs(tenant=TENANT, status=None, limit=10, cursor=page.next_cursor)
+    rest = await store.list_jobs(tenant=TENANT, limit=10, cursor=page.next_cursor)
     assert [j.id for j in rest.jobs] == ids[::-1][3:] and rest.next_cursor is None
-    running = await store.list_jobs(tenant=TENANT, status=JobState.RUNNING, limit=10)
+    running = await store.list_jobs(
+        tenant=TENANT, where=JobFilter(status=JobState.RUNNING), limit=10
+    )
     assert [j.id for j in running.jobs] == [ids[0]] and running.total_size == 1
-    offset = await store.list_jobs(tenant=TENANT, status=None, limit=2, offset=2)
+    offset = await store.list_jobs(tenant=TENANT, limit=2, offset=2)
     assert [j.id for j in offset.jobs] == ids[::-1][2:4]
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from mediagen.errors import InvalidArgument, JobNotFound, MediaNotFound, NotFound
 from mediagen.jobs.database import Database
+from mediagen.jobs.listing import NO_FILTER, JobFilter
 from mediagen.jobs.pagination import decode_token, encode_token
 from mediagen.jobs.states import JobState
 from mediagen.jobs.store import JobStore, NewMedia
@@ -82,7 +83,7 @@ async def test_admin_scope_sees_and_cancels_every_tenants_jobs(store: JobStore) 
     assert (await store.get(a.id, tenant=None)).id == a.id
     assert (await store.get(b.id, tenant=None)).id == b.id
     assert [e.sequence for e in await store.events_after(b.id, 0, tenant=None)] == [1]
-    everything = await store.list_jobs(tenant=None, status=None, limit=10)
+    everything = await store.list_jobs(tenant=None, limit=10)
     assert [j.id for j in everything.jobs] == [b.id, a.id] and everything.total_size == 2
     assert [j.tenant for j in everything.jobs] == [B, A]  # whose each one is
     cancelled, _ = await store.cancel(b.id, tenant=None)
@@ -97,31 +98,34 @@ async def test_listing_shows_only_ones_own_jobs_and_pages_within_them(store: Job
         b_ids.append((await store.create(spec(f"b{i}"), tenant=B))[0].id)
     assert await store.claim(b_ids[0], "w", 30)
 
-    first = await store.list_jobs(tenant=A, status=None, limit=2)
+    first = await store.list_jobs(tenant=A, limit=2)
     assert [j.id for j in first.jobs] == a_ids[::-1][:2] and first.total_size == 5
     assert first.next_cursor is not None and first.next_cursor.tenant_scope == A
-    rest = await store.list_jobs(tenant=A, status=None, limit=10, cursor=first.next_cursor)
+    rest = await store.list_jobs(tenant=A, limit=10, cursor=first.next_cursor)
     assert [j.id for j in rest.jobs] == a_ids[::-1][2:] and rest.next_cursor is None
 
-    offset = await store.list_jobs(tenant=B, status=None, limit=2, offset=4)
+    offset = await store.list_jobs(tenant=B, limit=2, offset=4)
     assert [j.id for j in offset.jobs] == [b_ids[0]] and offset.total_size == 5
-    running_a = await store.list_jobs(tenant=A, status=JobState.RUNNING, limit=10)
+    running_a = await store.list_jobs(tenant=A, where=JobFilter(status=JobState.RUNNING), limit=10)
     assert running_a.jobs == [] and running_a.total_size == 0
-    running_b = await store.list_jobs(tenant=B, status=JobState.RUNNING, limit=10)
+    running_b = await store.list_jobs(tenant=B, where=JobFilter(status=JobState.RUNNING), limit=10)
     assert [j.id for j in running_b.jobs] == [b_ids[0]]
-    assert (await store.list_jobs(tenant="nobody", status=None, limit=10)).total_size == 0
+    assert (await store.list_jobs(tenant="nobody", limit=10)).total_size == 0
 
 
 async def test_a_page_token_of_one_tenant_is_refused_for_another(store: JobStore) -> None:
     for i in range(3):
         await store.create(spec(f"a{i}"), tenant=A)
-    page = await store.list_jobs(tenant=A, status=None, limit=1)
+    page = await store.list_jobs(tenant=A, limit=1)
     assert page.next_cursor is not None
     token = encode_token(page.next_cursor, "secret")
-    assert decode_token(token, "secret", status_filter="", tenant_scope=A) == page.next_cursor
+    assert (
+        decode_token(token, "secret", filter_key=NO_FILTER.key(), tenant_scope=A)
+        == page.next_cursor
+    )
     for other in (B, None):  # another tenant, and an admin's every-tenant listing
         with pytest.raises(InvalidArgument, match="issued to another caller"):
-            decode_token(token, "secret", status_filter="", tenant_scope=other)
+            decode_token(token, "secret", filter_key=NO_FILTER.key(), tenant_scope=other)
 
 
 async def test_request_id_deduplicates_per_tenant(store: JobStore) -> None:

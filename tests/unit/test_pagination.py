@@ -13,14 +13,14 @@ CURSOR = Cursor(datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC), "job-1", "succee
 
 def test_round_trip() -> None:
     token = encode_token(CURSOR, "s3cret")
-    assert decode_token(token, "s3cret", status_filter="succeeded", tenant_scope="acme") == CURSOR
+    assert decode_token(token, "s3cret", filter_key="succeeded", tenant_scope="acme") == CURSOR
     assert "job-1" not in token  # opaque, not a readable position
 
 
 @pytest.mark.parametrize("token", ["", "garbage", "!!!", "AAAA", "x" * 200])
 def test_malformed_tokens_are_invalid_argument(token: str) -> None:
     with pytest.raises(InvalidArgument) as err:
-        decode_token(token, "s3cret", status_filter="succeeded", tenant_scope="acme")
+        decode_token(token, "s3cret", filter_key="succeeded", tenant_scope="acme")
     assert err.value.violations[0].field == "page_token"
 
 
@@ -29,12 +29,12 @@ def test_forged_and_foreign_tokens_are_rejected() -> None:
         decode_token(
             encode_token(CURSOR, "other-key"),
             "s3cret",
-            status_filter="succeeded",
+            filter_key="succeeded",
             tenant_scope="acme",
         )
-    with pytest.raises(InvalidArgument, match="different status filter"):
+    with pytest.raises(InvalidArgument, match="different filter"):
         decode_token(
-            encode_token(CURSOR, "s3cret"), "s3cret", status_filter="failed", tenant_scope="acme"
+            encode_token(CURSOR, "s3cret"), "s3cret", filter_key="failed", tenant_scope="acme"
         )
 
 
@@ -66,10 +66,10 @@ def signed(body: bytes, secret: str = "s3cret") -> str:
 )
 def test_signed_garbage_is_invalid_argument(body: bytes) -> None:
     with pytest.raises(InvalidArgument) as err:
-        decode_token(signed(body), "s3cret", status_filter="", tenant_scope=None)
+        decode_token(signed(body), "s3cret", filter_key="", tenant_scope=None)
     assert [v.field for v in err.value.violations] == ["page_token"]
 
 
 def test_huge_tokens_are_refused_before_decoding() -> None:
     with pytest.raises(InvalidArgument):
-        decode_token("A" * (MAX_TOKEN_CHARS + 1), "s3cret", status_filter="", tenant_scope=None)
+        decode_token("A" * (MAX_TOKEN_CHARS + 1), "s3cret", filter_key="", tenant_scope=None)

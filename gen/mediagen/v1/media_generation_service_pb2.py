@@ -25,11 +25,12 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import field_info_pb2 as google_dot_api_dot_field__info__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from mediagen.v1 import job_pb2 as mediagen_dot_v1_dot_job__pb2
 from mediagen.v1 import media_pb2 as mediagen_dot_v1_dot_media__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*mediagen/v1/media_generation_service.proto\x12\x0bmediagen.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/api/field_info.proto\x1a\x15mediagen/v1/job.proto\x1a\x17mediagen/v1/media.proto\"\x94\x02\n\x14GenerateMediaRequest\x12\x14\n\x06prompt\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05model\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12;\n\nparameters\x18\x03 \x01(\x0b\x32!.mediagen.v1.GenerationParametersB\x04\xe2\x41\x01\x01\x12 \n\nrequest_id\x18\x04 \x01(\tB\x0c\xe2\x41\x01\x01\xe2\x8c\xcf\xd7\x08\x02\x08\x01\x12\x43\n\x06labels\x18\x05 \x03(\x0b\x32-.mediagen.v1.GenerateMediaRequest.LabelsEntryB\x04\xe2\x41\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x15GenerateMediaResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.mediagen.v1.Job\"!\n\rGetJobRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.mediagen.v1.Job\"\x86\x01\n\x0fListJobsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06status\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x12\n\x04page\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x16\n\x08per_page\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01\"_\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.mediagen.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"A\n\x0fWatchJobRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1c\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\"8\n\x10WatchJobResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.mediagen.v1.JobEvent\"#\n\x0fGetMediaRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"5\n\x10GetMediaResponse\x12!\n\x05media\x18\x01 \x01(\x0b\x32\x12.mediagen.v1.Media\"$\n\x10\x43\x61ncelJobRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.mediagen.v1.Job2\xd0\x05\n\x16MediaGenerationService\x12}\n\rGenerateMedia\x12!.mediagen.v1.GenerateMediaRequest\x1a\".mediagen.v1.GenerateMediaResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x15/api/v1/jobs/generate:\x01*b\x03job\x12\x82\x01\n\x06GetJob\x12\x1a.mediagen.v1.GetJobRequest\x1a\x1b.mediagen.v1.GetJobResponse\"?\x82\xd3\xe4\x93\x02\x39\x12\x18/api/v1/jobs/status/{id}Z\x18\x12\x11/api/v1/jobs/{id}b\x03jobb\x03job\x12]\n\x08ListJobs\x12\x1c.mediagen.v1.ListJobsRequest\x1a\x1d.mediagen.v1.ListJobsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/api/v1/jobs\x12q\n\x08WatchJob\x12\x1c.mediagen.v1.WatchJobRequest\x1a\x1d.mediagen.v1.WatchJobResponse\"&\x82\xd3\xe4\x93\x02 \x12\x17/api/v1/jobs/{id}:watchb\x05\x65vent0\x01\x12j\n\x08GetMedia\x12\x1c.mediagen.v1.GetMediaRequest\x1a\x1d.mediagen.v1.GetMediaResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x12/api/v1/media/{id}b\x05media\x12t\n\tCancelJob\x12\x1d.mediagen.v1.CancelJobRequest\x1a\x1e.mediagen.v1.CancelJobResponse\"(\x82\xd3\xe4\x93\x02\"\"\x18/api/v1/jobs/{id}:cancel:\x01*b\x03jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*mediagen/v1/media_generation_service.proto\x12\x0bmediagen.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/api/field_info.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15mediagen/v1/job.proto\x1a\x17mediagen/v1/media.proto\"\x94\x02\n\x14GenerateMediaRequest\x12\x14\n\x06prompt\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05model\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12;\n\nparameters\x18\x03 \x01(\x0b\x32!.mediagen.v1.GenerationParametersB\x04\xe2\x41\x01\x01\x12 \n\nrequest_id\x18\x04 \x01(\tB\x0c\xe2\x41\x01\x01\xe2\x8c\xcf\xd7\x08\x02\x08\x01\x12\x43\n\x06labels\x18\x05 \x03(\x0b\x32-.mediagen.v1.GenerateMediaRequest.LabelsEntryB\x04\xe2\x41\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"6\n\x15GenerateMediaResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.mediagen.v1.Job\"!\n\rGetJobRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.mediagen.v1.Job\"\x8e\x02\n\x0fListJobsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06status\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x12\n\x04page\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x16\n\x08per_page\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x13\n\x05model\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x37\n\rcreated_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x38\n\x0e\x63reated_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"_\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.mediagen.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"A\n\x0fWatchJobRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1c\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\"8\n\x10WatchJobResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.mediagen.v1.JobEvent\"#\n\x0fGetMediaRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"5\n\x10GetMediaResponse\x12!\n\x05media\x18\x01 \x01(\x0b\x32\x12.mediagen.v1.Media\"$\n\x10\x43\x61ncelJobRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.mediagen.v1.Job2\xd0\x05\n\x16MediaGenerationService\x12}\n\rGenerateMedia\x12!.mediagen.v1.GenerateMediaRequest\x1a\".mediagen.v1.GenerateMediaResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x15/api/v1/jobs/generate:\x01*b\x03job\x12\x82\x01\n\x06GetJob\x12\x1a.mediagen.v1.GetJobRequest\x1a\x1b.mediagen.v1.GetJobResponse\"?\x82\xd3\xe4\x93\x02\x39\x12\x18/api/v1/jobs/status/{id}Z\x18\x12\x11/api/v1/jobs/{id}b\x03jobb\x03job\x12]\n\x08ListJobs\x12\x1c.mediagen.v1.ListJobsRequest\x1a\x1d.mediagen.v1.ListJobsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/api/v1/jobs\x12q\n\x08WatchJob\x12\x1c.mediagen.v1.WatchJobRequest\x1a\x1d.mediagen.v1.WatchJobResponse\"&\x82\xd3\xe4\x93\x02 \x12\x17/api/v1/jobs/{id}:watchb\x05\x65vent0\x01\x12j\n\x08GetMedia\x12\x1c.mediagen.v1.GetMediaRequest\x1a\x1d.mediagen.v1.GetMediaResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x12/api/v1/media/{id}b\x05media\x12t\n\tCancelJob\x12\x1d.mediagen.v1.CancelJobRequest\x1a\x1e.mediagen.v1.CancelJobResponse\"(\x82\xd3\xe4\x93\x02\"\"\x18/api/v1/jobs/{id}:cancel:\x01*b\x03jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,6 +61,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBSREQUEST'].fields_by_name['page']._serialized_options = b'\342A\001\001'
   _globals['_LISTJOBSREQUEST'].fields_by_name['per_page']._loaded_options = None
   _globals['_LISTJOBSREQUEST'].fields_by_name['per_page']._serialized_options = b'\342A\001\001'
+  _globals['_LISTJOBSREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_LISTJOBSREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\001'
+  _globals['_LISTJOBSREQUEST'].fields_by_name['created_after']._loaded_options = None
+  _globals['_LISTJOBSREQUEST'].fields_by_name['created_after']._serialized_options = b'\342A\001\001'
+  _globals['_LISTJOBSREQUEST'].fields_by_name['created_before']._loaded_options = None
+  _globals['_LISTJOBSREQUEST'].fields_by_name['created_before']._serialized_options = b'\342A\001\001'
   _globals['_WATCHJOBREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_WATCHJOBREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_WATCHJOBREQUEST'].fields_by_name['after_sequence']._loaded_options = None
@@ -80,32 +87,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEDIAGENERATIONSERVICE'].methods_by_name['GetMedia']._serialized_options = b'\202\323\344\223\002\033\022\022/api/v1/media/{id}b\005media'
   _globals['_MEDIAGENERATIONSERVICE'].methods_by_name['CancelJob']._loaded_options = None
   _globals['_MEDIAGENERATIONSERVICE'].methods_by_name['CancelJob']._serialized_options = b'\202\323\344\223\002\"\"\030/api/v1/jobs/{id}:cancel:\001*b\003job'
-  _globals['_GENERATEMEDIAREQUEST']._serialized_start=200
-  _globals['_GENERATEMEDIAREQUEST']._serialized_end=476
-  _globals['_GENERATEMEDIAREQUEST_LABELSENTRY']._serialized_start=431
-  _globals['_GENERATEMEDIAREQUEST_LABELSENTRY']._serialized_end=476
-  _globals['_GENERATEMEDIARESPONSE']._serialized_start=478
-  _globals['_GENERATEMEDIARESPONSE']._serialized_end=532
-  _globals['_GETJOBREQUEST']._serialized_start=534
-  _globals['_GETJOBREQUEST']._serialized_end=567
-  _globals['_GETJOBRESPONSE']._serialized_start=569
-  _globals['_GETJOBRESPONSE']._serialized_end=616
-  _globals['_LISTJOBSREQUEST']._serialized_start=619
-  _globals['_LISTJOBSREQUEST']._serialized_end=753
-  _globals['_LISTJOBSRESPONSE']._serialized_start=755
-  _globals['_LISTJOBSRESPONSE']._serialized_end=850
-  _globals['_WATCHJOBREQUEST']._serialized_start=852
-  _globals['_WATCHJOBREQUEST']._serialized_end=917
-  _globals['_WATCHJOBRESPONSE']._serialized_start=919
-  _globals['_WATCHJOBRESPONSE']._serialized_end=975
-  _globals['_GETMEDIAREQUEST']._serialized_start=977
-  _globals['_GETMEDIAREQUEST']._serialized_end=1012
-  _globals['_GETMEDIARESPONSE']._serialized_start=1014
-  _globals['_GETMEDIARESPONSE']._serialized_end=1067
-  _globals['_CANCELJOBREQUEST']._serialized_start=1069
-  _globals['_CANCELJOBREQUEST']._serialized_end=1105
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1107
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1157
-  _globals['_MEDIAGENERATIONSERVICE']._serialized_start=1160
-  _globals['_MEDIAGENERATIONSERVICE']._serialized_end=1880
+  _globals['_GENERATEMEDIAREQUEST']._serialized_start=233
+  _globals['_GENERATEMEDIAREQUEST']._serialized_end=509
+  _globals['_GENERATEMEDIAREQUEST_LABELSENTRY']._serialized_start=464
+  _globals['_GENERATEMEDIAREQUEST_LABELSENTRY']._serialized_end=509
+  _globals['_GENERATEMEDIARESPONSE']._serialized_start=511
+  _globals['_GENERATEMEDIARESPONSE']._serialized_end=565
+  _globals['_GETJOBREQUEST']._serialized_start=567
+  _globals['_GETJOBREQUEST']._serialized_end=600
+  _globals['_GETJOBRESPONSE']._serialized_start=602
+  _globals['_GETJOBRESPONSE']._serialized_end=649
+  _globals['_LISTJOBSREQUEST']._serialized_start=652
+  _globals['_LISTJOBSREQUEST']._serialized_end=922
+  _globals['_LISTJOBSRESPONSE']._serialized_start=924
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1019
+  _globals['_WATCHJOBREQUEST']._serialized_start=1021
+  _globals['_WATCHJOBREQUEST']._serialized_end=1086
+  _globals['_WATCHJOBRESPONSE']._serialized_start=1088
+  _globals['_WATCHJOBRESPONSE']._serialized_end=1144
+  _globals['_GETMEDIAREQUEST']._serialized_start=1146
+  _globals['_GETMEDIAREQUEST']._serialized_end=1181
+  _globals['_GETMEDIARESPONSE']._serialized_start=1183
+  _globals['_GETMEDIARESPONSE']._serialized_end=1236
+  _globals['_CANCELJOBREQUEST']._serialized_start=1238
+  _globals['_CANCELJOBREQUEST']._serialized_end=1274
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1276
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1326
+  _globals['_MEDIAGENERATIONSERVICE']._serialized_start=1329
+  _globals['_MEDIAGENERATIONSERVICE']._serialized_end=2049
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from mediagen.v1 import job_pb2 as _job_pb2
 from mediagen.v1 import media_pb2 as _media_pb2
@@ -171,12 +172,17 @@ class ListJobsRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
     PER_PAGE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Optional. Maximum number of jobs to return, 0 to 1000; 0 means 50. Larger values are
     coerced to 1000, negative ones are INVALID_ARGUMENT.
     """
     page_token: _builtins.str
-    """Optional. The `next_page_token` of a previous call with the same filter. Opaque."""
+    """Optional. The `next_page_token` of a previous call with the same filter (`status`, `model`,
+    `created_after`, `created_before`); with any other filter it is INVALID_ARGUMENT. Opaque.
+    """
     status: _builtins.str
     """Optional. Only jobs in this state. Accepts JobState names (`JOB_STATE_SUCCEEDED`), their
     short form in either case (`succeeded`), and the original REST service's words `pending`,
@@ -188,6 +194,21 @@ class ListJobsRequest(_message.Message):
     """
     per_page: _builtins.int
     """Optional. Page length for offset paging, 1 to 1000; 0 means 20."""
+    model: _builtins.str
+    """Optional. Only jobs of this model: `owner/name` matches every version of it (and jobs
+    submitted without a version), `owner/name:version` that version only. Empty means every
+    model. Not an `owner/name[:version]` reference: INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Optional. Only jobs created at or after this time. Unset means no lower bound."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Optional. Only jobs created before this time. Unset means no upper bound; set with
+        `created_after`, it must be later than it (INVALID_ARGUMENT otherwise).
+        """
+
     def __init__(
         self,
         *,
@@ -196,10 +217,13 @@ class ListJobsRequest(_message.Message):
         status: _builtins.str = ...,
         page: _builtins.int = ...,
         per_page: _builtins.int = ...,
+        model: _builtins.str = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "page_size", b"page_size", "page_token", b"page_token", "per_page", b"per_page", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "model", b"model", "page", b"page", "page_size", b"page_size", "page_token", b"page_token", "per_page", b"per_page", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

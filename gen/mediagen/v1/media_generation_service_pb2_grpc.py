@@ -99,6 +99,7 @@ class MediaGenerationServiceServicer:
     def ListJobs(self, request, context):
         """Lists jobs, newest first. Pages with `page_size` / `page_token` (AIP-158), or with `page` /
         `per_page` as the original REST service did; the two styles cannot be mixed in one call.
+        Filters by state, model and creation time; the jobs returned match all of the filters set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

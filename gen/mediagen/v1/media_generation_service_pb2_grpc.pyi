@@ -31,6 +31,7 @@ class MediaGenerationServiceStub:
     ListJobs: _aio.UnaryUnaryMultiCallable[_media_generation_service_pb2.ListJobsRequest, _media_generation_service_pb2.ListJobsResponse]
     """Lists jobs, newest first. Pages with `page_size` / `page_token` (AIP-158), or with `page` /
     `per_page` as the original REST service did; the two styles cannot be mixed in one call.
+    Filters by state, model and creation time; the jobs returned match all of the filters set.
     """
     WatchJob: _aio.UnaryStreamMultiCallable[_media_generation_service_pb2.WatchJobRequest, _media_generation_service_pb2.WatchJobResponse]
     """Streams a job's events, oldest first, then live ones, and ends (OK) after the event that
@@ -85,6 +86,7 @@ class MediaGenerationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.Awaitable[_media_generation_service_pb2.ListJobsResponse]:
         """Lists jobs, newest first. Pages with `page_size` / `page_token` (AIP-158), or with `page` /
         `per_page` as the original REST service did; the two styles cannot be mixed in one call.
+        Filters by state, model and creation time; the jobs returned match all of the filters set.
         """
 
     @_abc_1.abstractmethod
