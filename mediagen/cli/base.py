@@ -11,6 +11,8 @@ EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
 
 DEFAULT_GRPC_PORT: Final = 50051
 DEFAULT_HTTP_PORT: Final = 8080
+#: Deadline of each client call unless --timeout says otherwise.
+DEFAULT_TIMEOUT_S: Final = 30.0
 
 
 class UsageError(Exception):

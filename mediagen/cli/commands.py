@@ -7,10 +7,12 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TextIO
 
 from tqdm import tqdm
 
+from mediagen.cli import ages
 from mediagen.cli.base import (
     DEFAULT_GRPC_PORT,
     DEFAULT_HTTP_PORT,
@@ -29,6 +31,7 @@ from mediagen.cli.output import (
     table,
     to_json,
 )
+from mediagen.cli.rerun import ListFilters, next_page_command
 from mediagen.cli.tls_options import client_tls
 from mediagen.client import (
     TERMINAL_STATES,
@@ -183,8 +186,16 @@ async def generate_command(client: MediagenClient, args: argparse.Namespace) -> 
 
 
 async def jobs_list(client: MediagenClient, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    created_after = ages.resolve(args.newer_than, now)
+    created_before = ages.resolve(args.older_than, now)
     page = await client.list(
-        status=args.status, page_size=args.page_size, page_token=args.page_token
+        status=args.status,
+        model=args.model,
+        created_after=created_after,
+        created_before=created_before,
+        page_size=args.page_size,
+        page_token=args.page_token,
     )
     if args.json:
         print(to_json(page))
@@ -204,7 +215,8 @@ async def jobs_list(client: MediagenClient, args: argparse.Namespace) -> int:
         print(table(rows))
     print(f"{len(page.jobs)} of {page.total_size} jobs")
     if page.next_page_token:
-        print(f"more: mediagen jobs list --page-token {page.next_page_token}")
+        filters = ListFilters(args.status, args.model, created_after, created_before)
+        print(f"more: {next_page_command(args, filters, page.next_page_token)}")
     return EXIT_OK
 
 

@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from mediagen.cli.base import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from mediagen.cli.ages import parse_age
+from mediagen.cli.base import DEFAULT_TIMEOUT_S, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from mediagen.cli.chaos import add_chaos_command
 from mediagen.cli.commands import (
     Action,
@@ -23,6 +24,7 @@ from mediagen.cli.keys import add_keys_commands
 from mediagen.cli.output import print_error
 from mediagen.cli.service import ROLES, run_role
 from mediagen.cli.tls_options import add_tls_options
+from mediagen.cli.top import top_command
 from mediagen.client import ParameterError, parse_params
 
 
@@ -44,6 +46,16 @@ def _seconds(text: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
     return seconds
+
+
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= count <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100: {count}")
+    return count
 
 
 def _prepare_generate(args: argparse.Namespace) -> None:
@@ -84,7 +96,7 @@ def _client_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--timeout",
         metavar="SECONDS",
         type=_seconds,
-        default=30.0 if top else argparse.SUPPRESS,
+        default=DEFAULT_TIMEOUT_S if top else argparse.SUPPRESS,
         help="deadline of each call (default 30; watching has none)",
     )
     add_tls_options(parser, top=top)
@@ -167,6 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--status", metavar="S", help="only jobs in this state (pending, running, succeeded, ...)"
     )
+    listing.add_argument(
+        "--model", metavar="M", help="only jobs of this model (owner/name: every version)"
+    )
+    listing.add_argument(
+        "--older-than",
+        type=parse_age,
+        metavar="AGE",
+        help="only jobs created longer ago than AGE (30s, 10m, 2h, 3d) or before a UTC time "
+        "(2026-12-01T10:00:00Z)",
+    )
+    listing.add_argument(
+        "--newer-than",
+        type=parse_age,
+        metavar="AGE",
+        help="only jobs created within AGE, or at or after a UTC time",
+    )
     listing.add_argument("--page-size", type=int, default=0, metavar="N", help="default 50")
     listing.add_argument("--page-token", default="", metavar="TOKEN", help="from a previous page")
     _client_command(job_commands, "get", jobs_get, "show a job").add_argument("id", metavar="ID")
@@ -179,6 +207,31 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("id", metavar="ID")
     watch.add_argument(
         "--after", type=int, default=0, metavar="N", help="only events after sequence N"
+    )
+
+    top = _client_command(
+        commands,
+        "top",
+        top_command,
+        "a live view of the queue, jobs per state, throughput, workers and recent failures",
+    )
+    top.add_argument(
+        "--metrics",
+        action="append",
+        metavar="URL",
+        help="a /metrics endpoint to read, repeatable: each API, worker and gateway process "
+        "(default: the gateway's, --http-url/metrics, which `mediagen serve` fills alone)",
+    )
+    top.add_argument(
+        "--interval", type=_seconds, default=2.0, metavar="SECONDS", help="refresh (default 2)"
+    )
+    top.add_argument(
+        "--failures", type=_count, default=5, metavar="N", help="failed jobs listed (default 5)"
+    )
+    top.add_argument(
+        "--once",
+        action="store_true",
+        help="print one frame, one interval after the start, and exit (1 if a source failed)",
     )
 
     media = commands.add_parser("media", help="show or download stored media")
