@@ -167,7 +167,11 @@ def test_jobs_list_pages_filters_and_json(run):
     _, pending, _ = run("jobs", "list", "--status", "pending", "--json")
 
     assert "2 of 4 jobs" in paged
-    assert "more: mediagen jobs list --page-token 2" in paged
+    more = (
+        f"more: mediagen jobs list --page-size 2 --target {run.fake.target} "
+        f"--http-url {run.fake.http_url} --page-token 2"
+    )
+    assert more in paged.splitlines()
     listing = json.loads(pending)
     assert [job["status"] for job in listing["jobs"]] == ["JOB_STATE_PENDING"]
     assert listing["totalSize"] == 1

@@ -252,6 +252,31 @@ async def compare_list_jobs(stub: Stub, http: httpx.AsyncClient, newest_first: l
     assert [j.id for j in (*one.jobs, *rest.jobs)] == newest_first[1:]
     assert (await both({"status": "JOB_STATE_CANCELED"})).total_size == 1
 
+    # Model and creation-time filters (Timestamps as RFC 3339 in the query), paged, and a token
+    # that is only good for the filter it came from.
+    created = [j.create_time.ToJsonString() for j in everything.jobs]
+    model = everything.jobs[0].model
+    assert (await both({"model": model})).total_size == 3
+    assert (await both({"model": "acme/audio-gen"})).total_size == 0
+    window = {"model": model, "createdAfter": created[2], "createdBefore": created[0]}
+    newer = await both({**window, "pageSize": 1})
+    assert [j.id for j in newer.jobs] == newest_first[1:2] and newer.total_size == 2
+    recent = await both({"created_after": created[1], "page_size": 1})
+    assert recent.total_size == 2 and recent.next_page_token
+    refused = await http.get(
+        "/api/v1/jobs", params={"createdAfter": created[2], "pageToken": recent.next_page_token}
+    )
+    assert refused.status_code == 400
+    (violation,) = refused.json()["details"][1]["fieldViolations"]
+    assert violation["field"] == "page_token" and "different filter" in violation["description"]
+    bad = await http.get(
+        "/api/v1/jobs",
+        params={"model": "no model", "createdAfter": created[0], "createdBefore": created[2]},
+    )
+    assert bad.status_code == 400
+    fields = [v["field"] for v in bad.json()["details"][1]["fieldViolations"]]
+    assert fields == ["model", "created_before"]
+
 
 def check_rest_shape(job: Json, events: list[Json], expected: job_pb2.Job) -> None:
     """What a REST user reads: proto3 JSON names and spellings, not Python's or the proto's."""

@@ -3,8 +3,8 @@ so every count starts at zero): after a scripted set of jobs the frame shows exa
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,27 +16,24 @@ from mediagen.cli import EXIT_OK, main
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
-from tests.fixtures.emulator import small_request
+from tests.fixtures.emulator import small_request, wait_until
 from tests.fixtures.processes import Cluster, free_port, wait_for_grpc_health, wait_for_http
 
 Stub = pb_grpc.MediaGenerationServiceStub
 
 
-def _wait_for(stub: Stub, job_id: str, done: Callable[[job_pb2.Job], bool]) -> job_pb2.Job:
-    deadline = time.monotonic() + 20
-    while True:
-        job = stub.GetJob(pb.GetJobRequest(id=job_id), timeout=5).job
-        if done(job):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
+async def _wait_for(stub: Stub, job_id: str, done: Callable[[job_pb2.Job], bool]) -> job_pb2.Job:
+    async def job() -> job_pb2.Job:
+        return (await stub.GetJob(pb.GetJobRequest(id=job_id), timeout=5)).job
+
+    return await wait_until(job, done, timeout_s=20, interval_s=0.05)
 
 
 def _state(state: job_pb2.JobState.ValueType) -> Callable[[job_pb2.Job], bool]:
     return lambda job: job.status == state
 
 
-def test_top_once_shows_what_the_service_did(
+async def test_top_once_shows_what_the_service_did(
     cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     grpc_port, http_port, emulator_port = free_port(), free_port(), free_port()
@@ -58,32 +55,36 @@ def test_top_once_shows_what_the_service_did(
     wait_for_grpc_health(target, serve)
     wait_for_http(f"{base}/api/v1/health", serve)
     fault = {"kind": "outcome", "status": "failed", "error": "CUDA out of memory", "match": "doom"}
-    httpx.post(f"http://127.0.0.1:{emulator_port}/_emulator/faults", json=fault).raise_for_status()
+    async with httpx.AsyncClient() as http:
+        armed = await http.post(f"http://127.0.0.1:{emulator_port}/_emulator/faults", json=fault)
+        armed.raise_for_status()
 
-    with grpc.insecure_channel(target) as channel:
+    async with grpc.aio.insecure_channel(target) as channel:
         stub = Stub(channel)
 
-        def submit(prompt: str, latency_s: float) -> str:
+        async def submit(prompt: str, latency_s: float) -> str:
             request = small_request(prompt, latency_s=latency_s)
-            return stub.GenerateMedia(request, timeout=5).job.id
+            return (await stub.GenerateMedia(request, timeout=5)).job.id
 
         for prompt in ("a fox", "an owl"):
-            _wait_for(stub, submit(prompt, 0.05), _state(job_pb2.JOB_STATE_SUCCEEDED))
-        doomed = _wait_for(stub, submit("a doomed fox", 0.05), _state(job_pb2.JOB_STATE_FAILED))
-        slow = [submit(f"slow {i}", 60) for i in range(2)]  # both worker slots, for a minute
+            await _wait_for(stub, await submit(prompt, 0.05), _state(job_pb2.JOB_STATE_SUCCEEDED))
+        doomed = await _wait_for(
+            stub, await submit("a doomed fox", 0.05), _state(job_pb2.JOB_STATE_FAILED)
+        )
+        slow = [await submit(f"slow {i}", 60) for i in range(2)]  # both worker slots, a minute
         for job_id in slow:
-            _wait_for(stub, job_id, _state(job_pb2.JOB_STATE_RUNNING))
-        dropped = submit("dropped", 60)  # no slot: it waits, and is cancelled waiting
-        stub.CancelJob(pb.CancelJobRequest(id=dropped), timeout=5)
-        waiting = submit("waiting", 60)
+            await _wait_for(stub, job_id, _state(job_pb2.JOB_STATE_RUNNING))
+        dropped = await submit("dropped", 60)  # no slot: it waits, and is cancelled waiting
+        await stub.CancelJob(pb.CancelJobRequest(id=dropped), timeout=5)
+        waiting = await submit("waiting", 60)
 
         capsys.readouterr()
         argv = ["top", "--target", target, "--http-url", base, "--once", "--interval", "0.3"]
-        assert main(argv) == EXIT_OK
+        assert await asyncio.to_thread(main, argv) == EXIT_OK
         frame = capsys.readouterr().out.splitlines()
-        assert main([*argv, "--json"]) == EXIT_OK
+        assert await asyncio.to_thread(main, [*argv, "--json"]) == EXIT_OK
         shown = json.loads(capsys.readouterr().out)
-        assert _wait_for(stub, waiting, lambda _: True).status == job_pb2.JOB_STATE_PENDING
+        assert (await _wait_for(stub, waiting, bool)).status == job_pb2.JOB_STATE_PENDING
 
     assert frame[1].startswith("queue       1 waiting, oldest ")
     assert frame[2] == "jobs        pending 1  running 2"
