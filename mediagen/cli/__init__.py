@@ -9,6 +9,8 @@ Use it (over gRPC, through :mod:`mediagen.client`)::
 
     mediagen generate "a red fox" --param width=512 --watch --out out/
     mediagen jobs list --status running
+    mediagen jobs list --status failed --model acme/sdxl --newer-than 2h
+    mediagen top --metrics http://api:9100/metrics --metrics http://worker:9100/metrics
     mediagen jobs watch JOB_ID --after 3
 
 Exit status: 0 on success; 1 when the server refused a call, a download failed, or a watched

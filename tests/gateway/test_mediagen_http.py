@@ -509,7 +509,17 @@ async def test_openapi_document(http):
         "$ref": "#/components/schemas/mediagen.v1.Job"
     }
     listing = {p["name"]: p for p in paths["/api/v1/jobs"]["get"]["parameters"]}
-    assert set(listing) == {"page_size", "page_token", "status", "page", "per_page"}
+    assert set(listing) == {
+        "page_size",
+        "page_token",
+        "status",
+        "page",
+        "per_page",
+        "model",
+        "created_after",
+        "created_before",
+    }
+    assert listing["created_after"]["schema"] == {"type": "string", "format": "date-time"}
     assert listing["per_page"]["description"].startswith("Optional. Page length")
     watch = paths["/api/v1/jobs/{id}:watch"]["get"]
     assert {p["name"] for p in watch["parameters"]} == {"id", "after_sequence", "Last-Event-ID"}
