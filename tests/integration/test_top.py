@@ -12,7 +12,7 @@ import grpc
 import httpx
 import pytest
 
-from mediagen.cli import EXIT_OK, main
+from mediagen.cli import EXIT_FAILED, EXIT_OK, main
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
@@ -85,6 +85,10 @@ async def test_top_once_shows_what_the_service_did(
         assert await asyncio.to_thread(main, [*argv, "--json"]) == EXIT_OK
         shown = json.loads(capsys.readouterr().out)
         assert (await _wait_for(stub, waiting, bool)).status == job_pb2.JOB_STATE_PENDING
+        # An endpoint that is not one: named, and the exit status says a source failed.
+        wrong = [*argv, "--metrics", f"{base}/metrics", "--metrics", f"{base}/api/v1/nothing"]
+        assert await asyncio.to_thread(main, wrong) == EXIT_FAILED
+        partial = capsys.readouterr().out.splitlines()
 
     assert frame[1].startswith("queue       1 waiting, oldest ")
     assert frame[2] == "jobs        pending 1  running 2"
@@ -99,6 +103,10 @@ async def test_top_once_shows_what_the_service_did(
     (failure,) = frame[10:]
     assert failure.split()[:2] == [doomed.id, doomed.model]
     assert failure.endswith("CUDA out of memory")
+
+    # The same figures (times and window aside), then the endpoint it could not read.
+    assert partial[2:4] == frame[2:4] and partial[5:-1] == frame[5:]
+    assert partial[-1] == f"unreachable {base}/api/v1/nothing: HTTP 404"
 
     assert shown["queueDepth"] == 1
     assert shown["jobs"] == {"pending": 1, "running": 2}

@@ -35,10 +35,14 @@ _CLEAR = "\x1b[H\x1b[2J"
 async def _scrape(http: httpx.AsyncClient, url: str) -> Scrape:
     try:
         response = await http.get(url)
-        response.raise_for_status()
-        return parse(url, response.text)
-    except (httpx.HTTPError, MetricsError) as exc:
+    except httpx.HTTPError as exc:
         return Scrape(url, error=str(exc) or type(exc).__name__)
+    if response.status_code != httpx.codes.OK:
+        return Scrape(url, error=f"HTTP {response.status_code}")
+    try:
+        return parse(url, response.text)
+    except MetricsError as exc:
+        return Scrape(url, error=str(exc))
 
 
 async def _read(http: httpx.AsyncClient, urls: Sequence[str]) -> Figures:

@@ -71,7 +71,7 @@ def parse(url: str, text: str) -> Scrape:
             for sample in family.samples:
                 samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
     except (ValueError, IndexError, KeyError) as exc:  # what the parser raises on bad lines
-        raise MetricsError(f"{url}: not Prometheus metrics ({exc})") from exc
+        raise MetricsError(f"not Prometheus metrics ({exc})") from exc
     return Scrape(url, MappingProxyType(samples))
 
 
