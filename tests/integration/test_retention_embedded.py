@@ -60,7 +60,9 @@ async def test_an_old_finished_job_goes_and_a_newer_one_stays(service: Embedded)
         request = small_request("an old fox", latency_s=0.2)
         request.request_id = REQUEST_ID
         old = (await stub.GenerateMedia(request, timeout=10)).job
-        newer = (await stub.GenerateMedia(small_request("a newer fox", latency_s=3), timeout=10)).job
+        newer = (
+            await stub.GenerateMedia(small_request("a newer fox", latency_s=3), timeout=10)
+        ).job
 
         await wait_until(lambda: _status(stub, old.id), lambda s: s == succeeded, timeout_s=10)
         old = (await stub.GetJob(pb.GetJobRequest(id=old.id))).job

@@ -136,7 +136,9 @@ def moved(before: dict[str, float]) -> dict[str, float]:
 
 def _world(database: Database, storage: Storage) -> World:
     clock = Clock(NOW)
-    return World(clock, JobStore(database, clock=clock), ExpiredJobs(database, clock=clock), storage)
+    return World(
+        clock, JobStore(database, clock=clock), ExpiredJobs(database, clock=clock), storage
+    )
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mediagen.config import ConfigError, S3Settings
-from mediagen.storage.base import StorageError
 from mediagen.storage import s3
+from mediagen.storage.base import StorageError
 from mediagen.storage.s3 import S3Storage, is_transient
 from tests.fixtures.s3 import free_port, make_s3_settings
 
