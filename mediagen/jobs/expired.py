@@ -74,8 +74,8 @@ class ExpiredJobs:
         now = self._clock()
         expired = and_(
             JobRow.status.in_(_FINAL),
-            # Redundant (a job ends after it starts), but it lets the (status, create_time)
-            # index find the candidates instead of a scan of every finished job.
+            # Redundant (a job ends after it is created), but it lets an index on create_time
+            # find the candidates: a pass with nothing to delete reads no finished job.
             JobRow.create_time < finished_before,
             func.coalesce(JobRow.complete_time, JobRow.update_time) < finished_before,
             or_(JobRow.lease_expires_at.is_(None), JobRow.lease_expires_at < now),

@@ -84,6 +84,8 @@ async def test_an_old_finished_job_goes_and_a_newer_one_stays(service: Embedded)
             await stub.GetMedia(pb.GetMediaRequest(id=media.id))
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
         assert (await http.get(media.url)).status_code == 404
+        status = await http.get(f"{service.http_url}/api/v1/jobs/status/{old.id}")
+        assert status.status_code == 404
         assert not folder.exists()
         again = (await stub.GenerateMedia(request, timeout=10)).job
         assert again.id != old.id

@@ -4,6 +4,7 @@ files or in S3 (the moto server): what goes, what stays, and passes that overlap
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -158,7 +159,7 @@ def files(storage: LocalStorage) -> set[str]:
 
 
 async def test_old_finished_jobs_go_with_their_events_media_and_files(
-    world: World, local: LocalStorage
+    world: World, local: LocalStorage, caplog: pytest.LogCaptureFixture
 ) -> None:
     old = [
         await world.job(at=T0, outputs=2, request_id=REQUEST_ID),
@@ -171,9 +172,14 @@ async def test_old_finished_jobs_go_with_their_events_media_and_files(
     media_ids = [m.id for m in old[0].media]
     before = counted()
 
-    removed = await world.retention().run_once()
+    with caplog.at_level(logging.INFO, logger="mediagen.worker.retention"):
+        removed = await world.retention().run_once()
 
     assert removed == Removed(jobs=3, events=3 + 3 + 2, media=2, media_bytes=2 * len(PNG))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"retention removed 3 job(s) finished before 2026-01-10T00:00:00+00:00: 8 event(s), "
+        f"2 media file(s), {2 * len(PNG)} bytes"
+    ]
     assert moved(before) == {
         "jobs": 3,
         "events": 8,
@@ -194,8 +200,11 @@ async def test_old_finished_jobs_go_with_their_events_media_and_files(
     # The deleted job's request_id starts a new job now.
     again = await world.job(at=NOW, end="pending", request_id=REQUEST_ID)
     assert again.id != old[0].id
-    # Nothing is left to do: a second pass deletes nothing.
-    assert await world.retention().run_once() == Removed()
+    # Nothing is left to do: a second pass deletes nothing, and says nothing.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mediagen.worker.retention"):
+        assert await world.retention().run_once() == Removed()
+    assert caplog.records == []
 
 
 async def test_running_and_pending_jobs_are_never_deleted(world: World) -> None:
