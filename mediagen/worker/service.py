@@ -3,8 +3,8 @@
 Start: the job runner (registered as the queue task's handler as soon as this is built, so no
 wake-up finds the process without one), the health port if asked for, a reconciler sweep (the
 queue may have lost every message while no worker ran), the periodic reconciler and retention
-pass, and consuming
-the Redis stream (the in-process queue needs no consumer: it runs each task where it is sent).
+pass, and consuming the Redis stream (the in-process queue needs no consumer: it runs each task
+where it is sent).
 
 While it runs: if Redis becomes unreachable the stream reader reconnects by itself; health says
 NOT_SERVING meanwhile and SERVING again after, and a sweep re-sends the wake-ups Redis lost.
