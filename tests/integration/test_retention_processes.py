@@ -31,7 +31,8 @@ OLD = timedelta(days=2)
 
 
 class Clock:
-    now = datetime.now(UTC)
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
 
     def __call__(self) -> datetime:
         return self.now
