@@ -26,6 +26,8 @@ PUBLIC_SECRET_KEYS = frozenset({"mediagen-dev-secret", "CHANGE-ME"})
 
 #: Seconds in a day (MEDIAGEN_RETENTION_DAYS is read in days).
 DAY_S = 86_400.0
+#: A century: longer is a typo for "forever", which is 0.
+MAX_RETENTION_DAYS = 36_500
 
 
 class ConfigError(ValueError):
@@ -333,6 +335,12 @@ class Settings:
                 "MEDIAGEN_MAX_ACTIVE_JOBS and MEDIAGEN_MAX_WATCH_STREAMS must not be negative "
                 "(0 turns a limit off)"
             )
+        retention_days = _seconds(env, "MEDIAGEN_RETENTION_DAYS", d.retention_s / DAY_S)
+        if not retention_days <= MAX_RETENTION_DAYS:  # also refuses nan and inf
+            raise ConfigError(
+                f"MEDIAGEN_RETENTION_DAYS must be at most {MAX_RETENTION_DAYS} (0 keeps jobs "
+                f"forever), got {retention_days:g}"
+            )
         retention_interval_s = _float(env, "MEDIAGEN_RETENTION_INTERVAL_S", d.retention_interval_s)
         retention_batch_size = _int(env, "MEDIAGEN_RETENTION_BATCH_SIZE", d.retention_batch_size)
         if retention_interval_s <= 0 or not 1 <= retention_batch_size <= 1000:
@@ -391,7 +399,7 @@ class Settings:
             job_timeout_s=_float(env, "MEDIAGEN_JOB_TIMEOUT_S", d.job_timeout_s),
             shutdown_grace_s=_float(env, "MEDIAGEN_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
             estimate_default_s=_float(env, "MEDIAGEN_ESTIMATE_DEFAULT_S", d.estimate_default_s),
-            retention_s=_seconds(env, "MEDIAGEN_RETENTION_DAYS", d.retention_s / DAY_S) * DAY_S,
+            retention_s=retention_days * DAY_S,
             retention_interval_s=retention_interval_s,
             retention_batch_size=retention_batch_size,
             worker_health_port=_int(env, "MEDIAGEN_WORKER_HEALTH_PORT", d.worker_health_port),

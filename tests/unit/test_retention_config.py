@@ -34,6 +34,9 @@ def test_defaults_and_days_in_seconds() -> None:
     [
         ("MEDIAGEN_RETENTION_DAYS", "-1"),
         ("MEDIAGEN_RETENTION_DAYS", "a week"),
+        ("MEDIAGEN_RETENTION_DAYS", "inf"),
+        ("MEDIAGEN_RETENTION_DAYS", "nan"),
+        ("MEDIAGEN_RETENTION_DAYS", "36501"),
         ("MEDIAGEN_RETENTION_INTERVAL_S", "0"),
         ("MEDIAGEN_RETENTION_BATCH_SIZE", "0"),
         ("MEDIAGEN_RETENTION_BATCH_SIZE", "1001"),
