@@ -22,10 +22,12 @@ from mediagen.jobs.store import JobStore, NewMedia
 from mediagen.jobs.validation import JobSpec, validate_generate
 from mediagen.storage.base import Storage
 from mediagen.storage.local import LocalStorage
+from mediagen.storage.memory import MemoryStorage
 from mediagen.storage.s3 import S3Storage
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.worker.retention import HOLD_S, Retention
+from tests.fixtures.emulator import wait_until
 
 MODEL = "stability-ai/sdxl"
 TENANT = "acme"
@@ -299,3 +301,25 @@ async def test_media_are_removed_from_s3(database: Database, s3_settings: S3Sett
         assert await storage.exists(keys_of(recent)[0])
     finally:
         await storage.close()
+
+
+async def test_passes_go_on_while_the_database_is_down(caplog: pytest.LogCaptureFixture) -> None:
+    # Nothing listens on port 1: every pass finds the database unavailable.
+    down = Database("postgresql+asyncpg://postgres@127.0.0.1:1/mediagen")
+    retention = Retention(
+        ExpiredJobs(down), MemoryStorage(), age_s=1.0, interval_s=0.01, batch_size=10
+    )
+
+    async def failures() -> float:
+        labels = {"reason": "database"}
+        return REGISTRY.get_sample_value("mediagen_retention_failures_total", labels) or 0.0
+
+    before = await failures()
+    task = asyncio.create_task(retention.run_forever())
+    try:
+        await wait_until(failures, lambda n: n >= before + 2, timeout_s=10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await down.dispose()
+    assert "retention pass stopped: database unavailable" in caplog.text
