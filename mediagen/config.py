@@ -24,6 +24,12 @@ DEFAULT_MODEL = "stability-ai/sdxl"
 PUBLIC_SECRET_KEYS = frozenset({"mediagen-dev-secret", "CHANGE-ME"})
 
 
+#: Seconds in a day (MEDIAGEN_RETENTION_DAYS is read in days).
+DAY_S = 86_400.0
+#: A century: longer is a typo for "forever", which is 0.
+MAX_RETENTION_DAYS = 36_500
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; raised at start-up, never per request."""
 
@@ -203,6 +209,11 @@ class Settings:
     job_timeout_s: float = 1800.0  # an attempt that runs longer fails transiently
     shutdown_grace_s: float = 10.0
     estimate_default_s: float = 30.0  # completion estimate before a model has any history
+    # Finished jobs (events, media rows and files too) are deleted this long after they ended;
+    # 0 keeps them forever. Read in days (MEDIAGEN_RETENTION_DAYS); see the README's Retention.
+    retention_s: float = 30 * DAY_S
+    retention_interval_s: float = 600.0  # how often a worker (or scheduler) looks for them
+    retention_batch_size: int = 100  # jobs deleted per short transaction
 
     worker_health_port: int = 50052  # grpc.health.v1 of a worker process; 0: none
     # Prometheus metrics (mediagen/metrics): off stops request instrumentation and /metrics.
@@ -324,6 +335,19 @@ class Settings:
                 "MEDIAGEN_MAX_ACTIVE_JOBS and MEDIAGEN_MAX_WATCH_STREAMS must not be negative "
                 "(0 turns a limit off)"
             )
+        retention_days = _seconds(env, "MEDIAGEN_RETENTION_DAYS", d.retention_s / DAY_S)
+        if not retention_days <= MAX_RETENTION_DAYS:  # also refuses nan and inf
+            raise ConfigError(
+                f"MEDIAGEN_RETENTION_DAYS must be at most {MAX_RETENTION_DAYS} (0 keeps jobs "
+                f"forever), got {retention_days:g}"
+            )
+        retention_interval_s = _float(env, "MEDIAGEN_RETENTION_INTERVAL_S", d.retention_interval_s)
+        retention_batch_size = _int(env, "MEDIAGEN_RETENTION_BATCH_SIZE", d.retention_batch_size)
+        if retention_interval_s <= 0 or not 1 <= retention_batch_size <= 1000:
+            raise ConfigError(
+                "MEDIAGEN_RETENTION_INTERVAL_S must be positive and MEDIAGEN_RETENTION_BATCH_SIZE "
+                f"1..1000, got {retention_interval_s:g} and {retention_batch_size}"
+            )
         return cls(
             data_dir=Path(env.get("MEDIAGEN_DATA_DIR", str(d.data_dir))),
             host=env.get("MEDIAGEN_HOST", d.host),
@@ -375,6 +399,9 @@ class Settings:
             job_timeout_s=_float(env, "MEDIAGEN_JOB_TIMEOUT_S", d.job_timeout_s),
             shutdown_grace_s=_float(env, "MEDIAGEN_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
             estimate_default_s=_float(env, "MEDIAGEN_ESTIMATE_DEFAULT_S", d.estimate_default_s),
+            retention_s=retention_days * DAY_S,
+            retention_interval_s=retention_interval_s,
+            retention_batch_size=retention_batch_size,
             worker_health_port=_int(env, "MEDIAGEN_WORKER_HEALTH_PORT", d.worker_health_port),
             metrics=_bool(env, "MEDIAGEN_METRICS", d.metrics),
             metrics_port=_int(env, "MEDIAGEN_METRICS_PORT", d.metrics_port),

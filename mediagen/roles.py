@@ -16,13 +16,19 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from mediagen.api.server import start_grpc_server
-from mediagen.config import ConfigError, Settings, secret_key_problem
+from mediagen.config import DAY_S, ConfigError, Settings, secret_key_problem
 from mediagen.embedded import Embedded
 from mediagen.jobs.migrate import upgrade
 from mediagen.metrics.server import serve_metrics
 from mediagen.redaction import RedactingFilter
 from mediagen.tls import ClientTLS
-from mediagen.wiring import build_interceptors, build_reconciler, build_servicer, open_core
+from mediagen.wiring import (
+    build_interceptors,
+    build_reconciler,
+    build_retention,
+    build_servicer,
+    open_core,
+)
 from mediagen.worker.service import WorkerService
 
 log = logging.getLogger(__name__)
@@ -154,14 +160,22 @@ async def gateway(
 
 
 async def scheduler(settings: Settings) -> None:
-    """Run the reconciler alone (periodic re-enqueue of due and orphaned jobs)."""
+    """Run the reconciler (periodic re-enqueue of due and orphaned jobs) and retention alone."""
     _require_redis(settings, "scheduler")
     async with (
         open_core(settings, worker=False) as core,
         serve_metrics(settings, "scheduler", db=core.db),
     ):
         _announce(f"reconciler every {settings.reconcile_interval_s:g}s")
-        async with _background(build_reconciler(core).run_forever()):
+        loops = [build_reconciler(core).run_forever()]
+        retention = build_retention(core)
+        if retention is not None:
+            _announce(
+                f"retention every {settings.retention_interval_s:g}s: jobs finished "
+                f"{settings.retention_s / DAY_S:g} day(s) ago are deleted"
+            )
+            loops.append(retention.run_forever())
+        async with _background(*loops):
             await _until_signalled()
 
 

@@ -27,6 +27,7 @@ from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.events.bus import EventBus, InProcessBus
 from mediagen.events.redis import RedisBus
 from mediagen.jobs.database import Database, Timeouts
+from mediagen.jobs.expired import ExpiredJobs
 from mediagen.jobs.store import JobStore
 from mediagen.limits.bucket import Bucket
 from mediagen.limits.quota import Quotas
@@ -40,6 +41,7 @@ from mediagen.storage import build_storage
 from mediagen.storage.base import Storage
 from mediagen.worker import broker as queue
 from mediagen.worker.reconciler import Reconciler
+from mediagen.worker.retention import Retention
 from mediagen.worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -196,4 +198,18 @@ def build_reconciler(core: Core) -> Reconciler:
         interval_s=settings.reconcile_interval_s,
         # A wake-up is re-sent if its job is still unclaimed a lease later.
         resend_after_s=max(settings.lease_s, 3 * settings.reconcile_interval_s),
+    )
+
+
+def build_retention(core: Core) -> Retention | None:
+    """The retention pass of this process; None when MEDIAGEN_RETENTION_DAYS is 0 (keep all)."""
+    settings = core.settings
+    if settings.retention_s <= 0:
+        return None
+    return Retention(
+        ExpiredJobs(core.db),
+        MeasuredStorage(core.storage),
+        age_s=settings.retention_s,
+        interval_s=settings.retention_interval_s,
+        batch_size=settings.retention_batch_size,
     )

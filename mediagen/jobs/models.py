@@ -96,6 +96,8 @@ class JobRow(Base):
     #: The attempt that sent that create: with the job id, the marker it carried.
     prediction_attempt: Mapped[int | None] = mapped_column(Integer)
 
+    #: The worker running the job; on a finished job, the retention pass deleting it
+    #: (mediagen/jobs/expired.py): there is one lease at a time either way.
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When a PENDING job may next be claimed (retries wait here).

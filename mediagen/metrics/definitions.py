@@ -150,6 +150,24 @@ RECONCILER_ACTIONS = Counter(
     ["action"],
 )
 
+RETENTION_DELETED = Counter(
+    "mediagen_retention_deleted_total",
+    "What retention deleted (finished jobs past MEDIAGEN_RETENTION_DAYS), by kind: jobs, "
+    "events, media.",
+    ["kind"],
+)
+RETENTION_DELETED_BYTES = Counter(
+    "mediagen_retention_deleted_bytes_total",
+    "Bytes of media retention removed from storage (the sizes recorded for them).",
+)
+RETENTION_FAILURES = Counter(
+    "mediagen_retention_failures_total",
+    "Retention batches that kept jobs back because storage failed (reason storage: their "
+    "objects stay, and so do their rows, for a later pass), and passes that failed (database, "
+    "internal).",
+    ["reason"],
+)
+
 # ---- storage ----------------------------------------------------------------------------------
 
 STORAGE_BYTES = Counter("mediagen_storage_bytes_total", "Bytes written to media storage.")

@@ -4,7 +4,7 @@ on and changes nothing else (the same results, the same exceptions)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -126,3 +126,6 @@ class MeasuredStorage:
 
     async def delete(self, key: str) -> None:
         await self._measure("delete", self.inner.delete(key))
+
+    async def delete_many(self, keys: Sequence[str]) -> frozenset[str]:
+        return await self._measure("delete_many", self.inner.delete_many(keys))

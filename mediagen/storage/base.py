@@ -6,7 +6,7 @@ from the settings. Outputs are streamed through in chunks and never held whole i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,4 +56,10 @@ class Storage(Protocol):
     async def delete(self, key: str) -> None:
         """Remove the object under ``key``, if there is one (a job's outputs that were copied
         before it was cancelled or failed)."""
+        ...
+
+    async def delete_many(self, keys: Sequence[str]) -> frozenset[str]:
+        """Remove the objects under ``keys`` (retention deletes a batch of jobs' media at once;
+        a key with no object counts as removed) and return the keys whose objects could not be
+        removed. Raises :class:`StorageError` when the backend fails as a whole."""
         ...

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 from mediagen.storage import signing
 from mediagen.storage.base import StorageError, StoredObject
+
+log = logging.getLogger(__name__)
 
 #: Chunks are gathered up to this size before one threaded write, so small network chunks do not
 #: cost a thread hop each.
@@ -143,9 +146,38 @@ class LocalStorage:
 
     async def delete(self, key: str) -> None:
         try:
-            await asyncio.to_thread(self.path_for(key).unlink, missing_ok=True)
+            await asyncio.to_thread(self._remove, key)
         except OSError as exc:
             raise _storage_error(f"cannot delete {key!r}", exc) from exc
+
+    async def delete_many(self, keys: Sequence[str]) -> frozenset[str]:
+        return await asyncio.to_thread(self._remove_all, list(keys))
+
+    def _remove_all(self, keys: list[str]) -> frozenset[str]:
+        """Blocking: every key in one thread hop; the keys that could not be removed."""
+        failed: dict[str, Exception] = {}
+        for key in keys:
+            try:
+                self._remove(key)
+            except (InvalidKey, OSError) as exc:
+                failed[key] = exc
+        if failed:
+            example, error = next(iter(failed.items()))
+            log.warning("could not remove %d file(s), e.g. %r: %s", len(failed), example, error)
+        return frozenset(failed)
+
+    def _remove(self, key: str) -> None:
+        """Blocking: the file, then its folders up to the root while they are empty (S3 has no
+        folders: here too the one ``put_stream`` made goes with its last object)."""
+        path = self.path_for(key)
+        path.unlink(missing_ok=True)
+        folder = path.parent
+        while folder != self.root:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or already gone): the folders above are not either
+                return
+            folder = folder.parent
 
     async def _copy(self, key: str, chunks: AsyncIterable[bytes], temp: _TempFile) -> int:
         size = 0

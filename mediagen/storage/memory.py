@@ -7,7 +7,7 @@ nothing behind) and can be told to fail, so callers' retry paths can be tested w
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 
 from mediagen.storage.base import StorageError, StoredObject
@@ -60,3 +60,8 @@ class MemoryStorage:
 
     async def delete(self, key: str) -> None:
         self.objects.pop(key, None)
+
+    async def delete_many(self, keys: Sequence[str]) -> frozenset[str]:
+        for key in keys:
+            self.objects.pop(key, None)
+        return frozenset()

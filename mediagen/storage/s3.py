@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Iterator, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 MIN_PART_SIZE_BYTES = 5 * 1024 * 1024
 #: SigV4 presigned URLs live at most seven days.
 MAX_PRESIGN_EXPIRY_S = 7 * 24 * 3600
+#: DeleteObjects takes at most this many keys per request.
+MAX_DELETE_KEYS = 1000
 ADDRESSING_STYLES = frozenset({"auto", "path", "virtual"})
 
 #: Error codes that mean "try again later" even when the HTTP status is a 4xx.
@@ -226,6 +228,27 @@ class S3Storage:
         client = self._require_client()
         with _translate("DeleteObject", self._target(key)):
             await client.delete_object(Bucket=self.settings.bucket, Key=key)
+
+    async def delete_many(self, keys: Sequence[str]) -> frozenset[str]:
+        """DeleteObjects, up to :data:`MAX_DELETE_KEYS` keys per request; S3 reports the keys
+        it could not delete one by one, and a request that fails raises (the keys of earlier
+        requests are gone by then: deleting them again is harmless)."""
+        client = self._require_client()
+        unique = list(dict.fromkeys(keys))
+        failed: dict[str, str] = {}
+        for start in range(0, len(unique), MAX_DELETE_KEYS):
+            chunk = unique[start : start + MAX_DELETE_KEYS]
+            with _translate("DeleteObjects", f"{self.settings.bucket} ({len(chunk)} keys)"):
+                response = await client.delete_objects(
+                    Bucket=self.settings.bucket,
+                    Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
+                )
+            for error in response.get("Errors", []):
+                failed[error["Key"]] = f"{error.get('Code', '?')}: {error.get('Message', '')}"
+        if failed:
+            example, reason = next(iter(failed.items()))
+            logger.warning("S3 kept %d object(s), e.g. %r: %s", len(failed), example, reason)
+        return frozenset(failed)
 
     async def _ensure_bucket(self) -> None:
         bucket = self.settings.bucket

@@ -2,8 +2,9 @@
 
 Start: the job runner (registered as the queue task's handler as soon as this is built, so no
 wake-up finds the process without one), the health port if asked for, a reconciler sweep (the
-queue may have lost every message while no worker ran), the periodic reconciler, and consuming
-the Redis stream (the in-process queue needs no consumer: it runs each task where it is sent).
+queue may have lost every message while no worker ran), the periodic reconciler and retention
+pass, and consuming the Redis stream (the in-process queue needs no consumer: it runs each task
+where it is sent).
 
 While it runs: if Redis becomes unreachable the stream reader reconnects by itself; health says
 NOT_SERVING meanwhile and SERVING again after, and a sweep re-sends the wake-ups Redis lost.
@@ -26,7 +27,7 @@ from taskiq import InMemoryBroker
 from taskiq.receiver import Receiver
 
 from mediagen.api.server import GrpcServer, start_grpc_server
-from mediagen.wiring import Core, build_reconciler, build_runner
+from mediagen.wiring import Core, build_reconciler, build_retention, build_runner
 from mediagen.worker.redis_stream import ResilientStreamBroker
 from mediagen.worker.runner import HAND_BACK_S, JobRunner
 
@@ -45,6 +46,7 @@ class WorkerService:
         self.runner: JobRunner
         self.runner, self._provider = build_runner(core)
         self.reconciler = build_reconciler(core)
+        self.retention = build_retention(core)
         self._health_port = health_port
         self.health: GrpcServer | None = None
         self._finish = asyncio.Event()
@@ -67,6 +69,8 @@ class WorkerService:
             self.health = await start_grpc_server(settings.host, self._health_port, servicer=None)
         await self._sweep()
         self._spawn(self.reconciler.run_forever(), "reconciler")
+        if self.retention is not None:
+            self._spawn(self.retention.run_forever(), "retention")
         broker = self.core.broker
         if isinstance(broker, ResilientStreamBroker):
             broker.on_state = self._queue_state

@@ -160,3 +160,19 @@ async def test_filesystem_errors_become_storage_errors(storage: LocalStorage) ->
     with pytest.raises(StorageError) as caught:
         await storage.put_stream("job1/0.png", chunked(b"x", 1), content_type="image/png")
     assert isinstance(caught.value.__cause__, OSError)
+
+
+async def test_delete_many_removes_files_and_their_emptied_folders(storage: LocalStorage) -> None:
+    for key in ("job1/0.png", "job1/1.png", "job2/0.png"):
+        await storage.put_stream(key, chunked(b"png", 3), content_type="image/png")
+    # A directory where a file should be: unlink fails, even for root.
+    (storage.root / "job3" / "0.png").mkdir(parents=True)
+
+    kept = await storage.delete_many(["job1/0.png", "job1/1.png", "job3/0.png", "gone/0.png"])
+
+    assert kept == {"job3/0.png"}
+    assert files_under(storage.root) == ["job2/0.png"]
+    assert not (storage.root / "job1").exists()  # no empty folder per deleted job
+    assert storage.root.is_dir()
+    assert await storage.delete_many(["job2/0.png", "../escape"]) == {"../escape"}
+    assert sorted(p.name for p in storage.root.iterdir()) == ["job3"]

@@ -47,3 +47,13 @@ async def test_failing_source_stores_nothing() -> None:
     with pytest.raises(RuntimeError):
         await storage.put_stream("job/0.png", failing(), content_type="image/png")
     assert storage.objects == {}
+
+
+async def test_delete_many_forgets_the_objects() -> None:
+    storage = MemoryStorage()
+    for key in ("a/0.png", "b/0.png"):
+        await storage.put_stream(key, chunks(b"x"), content_type="image/png")
+
+    assert await storage.delete_many(["a/0.png", "missing"]) == frozenset()
+
+    assert list(storage.objects) == ["b/0.png"]

@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mediagen.config import ConfigError, S3Settings
+from mediagen.storage import s3
 from mediagen.storage.base import StorageError
 from mediagen.storage.s3 import S3Storage, is_transient
 from tests.fixtures.s3 import free_port, make_s3_settings
@@ -216,6 +217,33 @@ async def test_unreachable_server_is_a_transient_error() -> None:
 
     assert caught.value.transient is True
     assert caught.value.__cause__ is not None
+
+
+async def test_delete_many_deletes_in_batches_and_ignores_missing_keys(
+    storage: S3Storage, raw: Any, s3_settings: S3Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"job{i}/0.png" for i in range(5)]
+    for name in names:
+        await storage.put_stream(name, chunked(b"png", 3), content_type="image/png")
+    monkeypatch.setattr(s3, "MAX_DELETE_KEYS", 2)  # three DeleteObjects requests
+
+    kept = await storage.delete_many([*names[:4], "never/0.png", names[0]])
+
+    assert kept == frozenset()
+    assert keys(raw, s3_settings.bucket) == [names[4]]
+
+
+async def test_delete_many_on_an_unreachable_server_is_a_transient_error() -> None:
+    settings = make_s3_settings(f"http://127.0.0.1:{free_port()}", create_bucket=False)
+    storage = S3Storage(settings, max_attempts=1)
+    await storage.start()
+    try:
+        with pytest.raises(StorageError) as caught:
+            await storage.delete_many(["job9/0.png"])
+    finally:
+        await storage.close()
+
+    assert caught.value.transient is True
 
 
 async def test_unreachable_server_at_start_is_a_transient_error() -> None:

@@ -62,7 +62,8 @@ class GenerateMediaRequest(_message.Message):
     request_id: _builtins.str
     """Optional. Idempotency key (AIP-155), a UUID. A request with a request_id that an earlier
     request already used returns that earlier request's job (whatever the rest of this request
-    says) and starts no second job. Keys are kept as long as their job is (no expiry).
+    says) and starts no second job. Keys are kept as long as their job is: a finished job is
+    deleted after the server's retention period (30 days unless configured), and its key with it.
     """
     @_builtins.property
     def parameters(self) -> _job_pb2.GenerationParameters:

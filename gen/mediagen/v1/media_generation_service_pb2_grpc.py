@@ -90,7 +90,7 @@ class MediaGenerationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """Returns a job by id. NOT_FOUND if there is no such job.
+        """Returns a job by id. NOT_FOUND if there is no such job (or retention deleted it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

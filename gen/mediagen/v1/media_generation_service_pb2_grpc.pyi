@@ -27,7 +27,7 @@ class MediaGenerationServiceStub:
     so it is never lost; with a `request_id`, a retried call returns the job of the first one.
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_media_generation_service_pb2.GetJobRequest, _media_generation_service_pb2.GetJobResponse]
-    """Returns a job by id. NOT_FOUND if there is no such job."""
+    """Returns a job by id. NOT_FOUND if there is no such job (or retention deleted it)."""
     ListJobs: _aio.UnaryUnaryMultiCallable[_media_generation_service_pb2.ListJobsRequest, _media_generation_service_pb2.ListJobsResponse]
     """Lists jobs, newest first. Pages with `page_size` / `page_token` (AIP-158), or with `page` /
     `per_page` as the original REST service did; the two styles cannot be mixed in one call.
@@ -76,7 +76,7 @@ class MediaGenerationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _media_generation_service_pb2.GetJobRequest,
         context: _aio.ServicerContext[_media_generation_service_pb2.GetJobRequest, _abc.Awaitable[_media_generation_service_pb2.GetJobResponse]],
     ) -> _abc.Awaitable[_media_generation_service_pb2.GetJobResponse]:
-        """Returns a job by id. NOT_FOUND if there is no such job."""
+        """Returns a job by id. NOT_FOUND if there is no such job (or retention deleted it)."""
 
     @_abc_1.abstractmethod
     def ListJobs(
