@@ -22,7 +22,13 @@ from mediagen.jobs.migrate import upgrade
 from mediagen.metrics.server import serve_metrics
 from mediagen.redaction import RedactingFilter
 from mediagen.tls import ClientTLS
-from mediagen.wiring import build_interceptors, build_reconciler, build_servicer, open_core
+from mediagen.wiring import (
+    build_interceptors,
+    build_reconciler,
+    build_servicer,
+    open_core,
+    open_health,
+)
 from mediagen.worker.service import WorkerService
 
 log = logging.getLogger(__name__)
@@ -109,6 +115,7 @@ async def api(settings: Settings) -> None:
     _require_redis(settings, "api")
     async with (
         open_core(settings, worker=False) as core,
+        open_health(core) as checker,
         serve_metrics(settings, "api", db=core.db),
     ):
         servicer = build_servicer(core)
@@ -119,6 +126,7 @@ async def api(settings: Settings) -> None:
             interceptors=await build_interceptors(core),
             tls=settings.tls,
             max_message_bytes=settings.grpc_max_message_bytes,
+            checker=checker,
         )
         _announce(f"gRPC listening on {settings.host}:{server.port}{_tls_note(settings)}")
         await _until_signalled()
@@ -128,8 +136,14 @@ async def api(settings: Settings) -> None:
 async def worker(settings: Settings) -> None:
     """Run a worker (and its reconciler) until SIGTERM/SIGINT, then drain."""
     _require_redis(settings, "worker")
-    async with open_core(settings, worker=True) as core, serve_metrics(settings, "worker"):
-        service = WorkerService(core, health_port=settings.worker_health_port or None)
+    async with (
+        open_core(settings, worker=True) as core,
+        open_health(core) as checker,
+        serve_metrics(settings, "worker"),
+    ):
+        service = WorkerService(
+            core, health_port=settings.worker_health_port or None, checker=checker
+        )
         try:
             await service.start()
             _announce(
