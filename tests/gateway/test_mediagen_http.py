@@ -106,7 +106,7 @@ async def test_seed_get_media(http):
     assert response.json()["mimeType"] == "image/png"
 
 
-def _statuses(body):
+def _statuses(body: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     return body["status"], [(c["name"], c["status"]) for c in body["components"]]
 
 

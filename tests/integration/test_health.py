@@ -76,7 +76,7 @@ async def check(target: str, service: str) -> int:
         reply = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=service), timeout=5
         )
-    return reply.status
+    return int(reply.status)
 
 
 async def http_health(app: Embedded) -> tuple[int, dict[str, Any]]:

@@ -62,7 +62,13 @@ def test_report_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "not json", "{}", '[{"name": "x"}]', '[{"name": 1, "status": "SERVING", "latency_ms": 1}]'],
+    [
+        "",
+        "not json",
+        "{}",
+        '[{"name": "x"}]',
+        '[{"name": 1, "status": "SERVING", "latency_ms": 1}]',
+    ],
 )
 def test_report_decode_drops_what_it_cannot_read(text: str) -> None:
     assert report.decode(text) == []
