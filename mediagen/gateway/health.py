@@ -50,7 +50,8 @@ class HealthRoute:
                 await asgi.send_status(send, errors.status_from_rpc_error(exc))
                 return
             latency_s = time.monotonic() - started
-            error = f"{exc.code().name}: {exc.details() or ''}".rstrip(": ")
+            # The code only: the details name internal addresses, and this route is public.
+            error = exc.code().name
             api = report.entry(API_COMPONENT, up=False, latency_s=latency_s, error=error)
             await asgi.send_json(send, 503, jsonmap.dumps(body(report.NOT_SERVING, api, [])))
             return

@@ -325,7 +325,11 @@ def _health_operation(builder: _Builder) -> Schema:
                 "type": "number",
                 "description": "Time of its latest check, in milliseconds.",
             },
-            "error": {"type": "string", "description": "Why its latest check failed."},
+            "error": {
+                "type": "string",
+                "description": "The kind of failure of its latest check, e.g. a gRPC code or "
+                "an exception name (the message is in the server's log).",
+            },
         },
         "required": ["name", "status", "latency_ms"],
     }

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Raises when the dependency cannot be used right now; returns when it can.
 Probe = Callable[[], Awaitable[None]]
-#: Failure text kept per component (the health route is open to anyone who can reach it).
-MAX_ERROR_CHARS = 200
+#: Failure text kept per component for the log.
+MAX_DETAIL_CHARS = 500
 
 
 class HealthChecker:
@@ -93,12 +93,16 @@ class HealthChecker:
             async with asyncio.timeout(self.timeout_s):
                 await probe()
         except TimeoutError:
-            error = f"no answer within {self.timeout_s:g}s"
+            error = detail = f"no answer within {self.timeout_s:g}s"
         except Exception as exc:  # whatever a probe raises, the dependency is not usable now
-            error = clean_upstream(f"{type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
+            # The health route is open to anyone who reaches it: the kind of failure only
+            # there, the message (addresses, paths) in the log.
+            error = type(exc).__name__
+            detail = clean_upstream(f"{error}: {exc}", MAX_DETAIL_CHARS)
         else:
             return ProbeResult(name, ok=True, latency_s=time.monotonic() - started)
-        return ProbeResult(name, ok=False, latency_s=time.monotonic() - started, error=error)
+        latency_s = time.monotonic() - started
+        return ProbeResult(name, ok=False, latency_s=latency_s, error=error, detail=detail)
 
     async def _publish(self, servicer: HealthServicer, names: tuple[str, ...]) -> None:
         servicer.publish(tuple(self.components.values()))
@@ -115,4 +119,4 @@ def _log_changes(before: Mapping[str, Component], after: Mapping[str, Component]
         if now.up:
             log.info("health: %s is up (%.1f ms)", name, now.latency_s * 1000)
         else:
-            log.warning("health: %s is down: %s", name, now.error)
+            log.warning("health: %s is down: %s", name, now.detail or now.error)

@@ -22,7 +22,8 @@ class ProbeResult:
     name: str
     ok: bool
     latency_s: float
-    error: str = ""  # why it failed; empty when ok
+    error: str = ""  # why it failed, in a few words anyone may see; empty when ok
+    detail: str = ""  # the failure in full (addresses, paths), for the log only
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Component:
     latency_s: float  # of the latest probe
     error: str = ""  # the latest probe's failure, even while still counted up
     failures: int = 0  # consecutive failed probes
+    detail: str = ""  # the latest failure in full, for the log only
 
 
 def observe(
@@ -44,7 +46,7 @@ def observe(
         return Component(result.name, up=True, latency_s=result.latency_s)
     failures = (previous.failures if previous is not None else 0) + 1
     up = previous is not None and previous.up and failures < down_after
-    return Component(result.name, up, result.latency_s, result.error, failures)
+    return Component(result.name, up, result.latency_s, result.error, failures, result.detail)
 
 
 def fold(

@@ -138,7 +138,7 @@ async def test_health_when_upstream_is_down():
             response = await client.get("/api/v1/health")
         assert response.status_code == 503
         assert _statuses(response.json()) == ("NOT_SERVING", [("api", "NOT_SERVING")])
-        assert response.json()["components"][0]["error"].startswith("UNAVAILABLE")
+        assert response.json()["components"][0]["error"] == "UNAVAILABLE"
     finally:
         await gateway.stop()
         await channel.close()
