@@ -160,3 +160,13 @@ async def test_filesystem_errors_become_storage_errors(storage: LocalStorage) ->
     with pytest.raises(StorageError) as caught:
         await storage.put_stream("job1/0.png", chunked(b"x", 1), content_type="image/png")
     assert isinstance(caught.value.__cause__, OSError)
+
+
+async def test_probe_writes_in_the_root_and_leaves_nothing(storage: LocalStorage) -> None:
+    """Health's storage probe: a file really written (root ignores modes), then removed."""
+    await storage.probe()
+    assert files_under(storage.root) == []
+    storage.root.rmdir()
+    storage.root.write_bytes(b"")  # the directory replaced by a file
+    with pytest.raises(StorageError, match="cannot write in"):
+        await storage.probe()
