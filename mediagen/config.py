@@ -61,6 +61,13 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -216,6 +223,8 @@ class Settings:
     retention_batch_size: int = 100  # jobs deleted per short transaction
 
     worker_health_port: int = 50052  # grpc.health.v1 of a worker process; 0: none
+    health_interval_s: float = 2.0  # how often each dependency is probed for health
+    health_timeout_s: float = 1.0  # a probe without an answer this long counts as failed
     # Prometheus metrics (mediagen/metrics): off stops request instrumentation and /metrics.
     metrics: bool = True
     metrics_port: int = 0  # own /metrics port of api, worker, scheduler, serve; 0: none
@@ -403,6 +412,8 @@ class Settings:
             retention_interval_s=retention_interval_s,
             retention_batch_size=retention_batch_size,
             worker_health_port=_int(env, "MEDIAGEN_WORKER_HEALTH_PORT", d.worker_health_port),
+            health_interval_s=_positive(env, "MEDIAGEN_HEALTH_INTERVAL_S", d.health_interval_s),
+            health_timeout_s=_positive(env, "MEDIAGEN_HEALTH_TIMEOUT_S", d.health_timeout_s),
             metrics=_bool(env, "MEDIAGEN_METRICS", d.metrics),
             metrics_port=_int(env, "MEDIAGEN_METRICS_PORT", d.metrics_port),
             metrics_query_interval_s=_seconds(

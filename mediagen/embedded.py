@@ -20,10 +20,11 @@ import grpc
 
 from mediagen.api.server import start_grpc_server
 from mediagen.config import ConfigError, Settings, secret_key_problem
+from mediagen.health.checker import HealthChecker
 from mediagen.jobs.migrate import upgrade
 from mediagen.metrics.http import MetricsEndpoint
 from mediagen.metrics.server import ProcessMetrics, serve_metrics
-from mediagen.wiring import Core, build_interceptors, build_servicer, open_core
+from mediagen.wiring import Core, build_interceptors, build_servicer, open_core, open_health
 from mediagen.worker.runner import JobRunner
 from mediagen.worker.service import WorkerService
 
@@ -38,6 +39,7 @@ class Embedded:
         self.http_port = 0
         self.emulator: Any = None  # the running emulator, when one was started
         self.core: Core | None = None
+        self.health: HealthChecker | None = None  # the dependency checks, once started
         self.runner: JobRunner | None = None
         self.metrics = ProcessMetrics(None, 0)  # the metrics port, once started
         self._stack = contextlib.AsyncExitStack()
@@ -74,6 +76,7 @@ class Embedded:
             settings = await self._start_emulator(settings)
         self.settings = settings
         core = self.core = await stack.enter_async_context(open_core(settings, worker=True))
+        checker = self.health = await stack.enter_async_context(open_health(core))
         self.metrics = await stack.enter_async_context(serve_metrics(settings, "serve", db=core.db))
 
         # Built (its runner registered) before the API can enqueue anything.
@@ -92,6 +95,7 @@ class Embedded:
             tls=settings.tls,
             unix_socket=self._private_socket,
             max_message_bytes=settings.grpc_max_message_bytes,
+            checker=checker,
         )
         self.grpc_port = server.port
 

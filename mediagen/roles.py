@@ -28,6 +28,7 @@ from mediagen.wiring import (
     build_retention,
     build_servicer,
     open_core,
+    open_health,
 )
 from mediagen.worker.service import WorkerService
 
@@ -115,6 +116,7 @@ async def api(settings: Settings) -> None:
     _require_redis(settings, "api")
     async with (
         open_core(settings, worker=False) as core,
+        open_health(core) as checker,
         serve_metrics(settings, "api", db=core.db),
     ):
         servicer = build_servicer(core)
@@ -125,6 +127,7 @@ async def api(settings: Settings) -> None:
             interceptors=await build_interceptors(core),
             tls=settings.tls,
             max_message_bytes=settings.grpc_max_message_bytes,
+            checker=checker,
         )
         _announce(f"gRPC listening on {settings.host}:{server.port}{_tls_note(settings)}")
         await _until_signalled()
@@ -134,8 +137,14 @@ async def api(settings: Settings) -> None:
 async def worker(settings: Settings) -> None:
     """Run a worker (and its reconciler) until SIGTERM/SIGINT, then drain."""
     _require_redis(settings, "worker")
-    async with open_core(settings, worker=True) as core, serve_metrics(settings, "worker"):
-        service = WorkerService(core, health_port=settings.worker_health_port or None)
+    async with (
+        open_core(settings, worker=True) as core,
+        open_health(core) as checker,
+        serve_metrics(settings, "worker"),
+    ):
+        service = WorkerService(
+            core, health_port=settings.worker_health_port or None, checker=checker
+        )
         try:
             await service.start()
             _announce(

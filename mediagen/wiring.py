@@ -26,6 +26,8 @@ from mediagen.auth.verifier import KeyVerifier
 from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.events.bus import EventBus, InProcessBus
 from mediagen.events.redis import RedisBus
+from mediagen.health.checker import HealthChecker, Probe
+from mediagen.health.probes import RedisPing
 from mediagen.jobs.database import Database, Timeouts
 from mediagen.jobs.expired import ExpiredJobs
 from mediagen.jobs.store import JobStore
@@ -129,6 +131,24 @@ async def open_core(settings: Settings, *, worker: bool) -> AsyncIterator[Core]:
             broker=broker,
             quotas=quotas,
         )
+
+
+@contextlib.asynccontextmanager
+async def open_health(core: Core) -> AsyncIterator[HealthChecker]:
+    """Probe what this process depends on (the database, storage, and Redis when it is used)
+    every MEDIAGEN_HEALTH_INTERVAL_S for the duration of the block; the first round is done
+    when the block starts."""
+    settings = core.settings
+    probes: dict[str, Probe] = {"database": core.db.ping, "storage": core.storage.probe}
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.redis_url:
+            redis = RedisPing(settings.redis_url, timeout_s=settings.health_timeout_s)
+            stack.push_async_callback(redis.close)
+            probes["redis"] = redis
+        checker = HealthChecker(
+            probes, interval_s=settings.health_interval_s, timeout_s=settings.health_timeout_s
+        )
+        yield await stack.enter_async_context(checker.running())
 
 
 def build_servicer(core: Core) -> MediaGenerationServicer:

@@ -1,8 +1,10 @@
 """The grpc.aio server: the service, grpc.health.v1 and server reflection.
 
-Health reports SERVING for the overall server ("") and for each service; on shutdown every
-service turns NOT_SERVING first (load balancers and probes stop sending), open WatchJob streams
-are told to end, and in-flight calls get ``grace_s`` to finish.
+Health (:mod:`mediagen.health.servicer`): ``grpc.health.v1.Health`` is liveness, SERVING while
+the process runs; ``""`` and the service's own name are readiness, following the dependency
+checks when a :class:`~mediagen.health.checker.HealthChecker` is given. On shutdown every name
+turns NOT_SERVING first (load balancers and probes stop sending), open WatchJob streams are
+told to end, and in-flight calls get ``grace_s`` to finish.
 
 Limits: requests and responses are at most ``max_message_bytes`` each (gRPC itself answers
 RESOURCE_EXHAUSTED past them, which is expected for an oversized request), request metadata at
@@ -18,12 +20,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mediagen.api.decoding import DecodeRequests
 from mediagen.api.servicer import MediaGenerationServicer
 from mediagen.config import TLSSettings
+from mediagen.health.checker import HealthChecker
+from mediagen.health.servicer import SERVING, HealthServicer
 from mediagen.net import cannot_listen, port_in_use
 from mediagen.tls import grpc_server_credentials
 from mediagen.v1 import media_generation_service_pb2 as pb
@@ -53,9 +57,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 class GrpcServer:
     """A started gRPC server and its health servicer."""
 
-    def __init__(
-        self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, port: int
-    ) -> None:
+    def __init__(self, server: grpc.aio.Server, health_servicer: HealthServicer, port: int) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
@@ -79,8 +81,10 @@ async def start_grpc_server(
     tls: TLSSettings | None = None,
     unix_socket: Path | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    checker: HealthChecker | None = None,
 ) -> GrpcServer:
     """Bind and start. Without a servicer it serves health only (a worker's probe endpoint).
+    With ``checker`` readiness follows its dependency checks; without, it is always SERVING.
 
     ``interceptors`` run in order around every call (authentication first: see wiring), then
     request decoding (undecodable bytes are INVALID_ARGUMENT, not UNKNOWN). With ``tls`` the
@@ -95,7 +99,7 @@ async def start_grpc_server(
         ("grpc.max_metadata_size", MAX_METADATA_BYTES),
     ]
     server = grpc.aio.server(interceptors=[*interceptors, DecodeRequests()], options=options)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [health.SERVICE_NAME, reflection.SERVICE_NAME]
     if servicer is not None:
@@ -105,9 +109,16 @@ async def start_grpc_server(
     bound = _bind(server, host, port, tls)
     if unix_socket is not None and server.add_insecure_port(f"unix:{unix_socket}") == 0:
         raise OSError(f"cannot listen on {unix_socket}")
+    # Every status is set before the first call can ask: no moment of SERVING by default.
+    readiness = ["", *([SERVICE_NAME] if servicer is not None else [])]
+    for name in (n for n in names if n not in readiness):
+        await health_servicer.set(name, SERVING)
+    if checker is not None:
+        await checker.attach(health_servicer, readiness)
+    else:
+        for name in readiness:
+            await health_servicer.set(name, SERVING)
     await server.start()
-    for name in ("", *names):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return GrpcServer(server, health_servicer, bound)
 
 

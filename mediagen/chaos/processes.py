@@ -26,6 +26,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mediagen.health.servicer import LIVENESS
+
 #: Longest wait for a started server to answer.
 STARTUP_TIMEOUT_S = 60.0
 
@@ -144,6 +146,8 @@ async def wait_for_http(url: str, proc: Proc, timeout_s: float = STARTUP_TIMEOUT
 async def wait_for_grpc_health(
     target: str, proc: Proc, timeout_s: float = STARTUP_TIMEOUT_S
 ) -> None:
+    """Until the process is started: its liveness (as a startup probe asks), not readiness,
+    which a database or Redis outage the run causes may hold back."""
     deadline = time.monotonic() + timeout_s
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -151,7 +155,7 @@ async def wait_for_grpc_health(
             if not proc.alive():
                 raise StartupError(f"{proc.name} exited:\n{proc.tail()}")
             with contextlib.suppress(grpc.aio.AioRpcError):
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=LIVENESS), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             await asyncio.sleep(0.2)

@@ -22,7 +22,6 @@ from urllib.parse import quote, unquote
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
-from grpc_health.v1 import health_pb2
 from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 
@@ -31,6 +30,8 @@ from mediagen.gateway import asgi, docs, errors, jsonmap, limits
 from mediagen.gateway.contract_comments import COMMENTS
 from mediagen.gateway.files import PREFIX as FILES_PREFIX
 from mediagen.gateway.files import FileNotServed, FileRefused, LocalFiles
+from mediagen.gateway.health import PATH as HEALTH_PATH
+from mediagen.gateway.health import HealthRoute
 from mediagen.gateway.metadata import BadHeader, incoming_metadata, outgoing_headers, parse_timeout
 from mediagen.gateway.openapi import build_openapi
 from mediagen.gateway.query import bind_query
@@ -44,8 +45,6 @@ from mediagen.metrics.http import METRICS_PATH, ROUTE_KEY, MetricsEndpoint
 log = logging.getLogger(__name__)
 
 OPENAPI_PATH = "/openapi.json"
-HEALTH_PATH = "/api/v1/health"
-HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 @dataclass(frozen=True)
@@ -93,11 +92,7 @@ class GatewayApp:
             self.files = LocalFiles(files_root, secret_key=files_secret_key)
         bindings = [b for service in services for b in bindings_for(service)]
         self.router: Router[Endpoint] = Router(self._routes(channel, bindings, stream_options))
-        self._health = channel.unary_unary(
-            HEALTH_CHECK,
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
+        self._health = HealthRoute(channel, timeout_s=health_timeout_s)
         self.openapi = build_openapi(
             bindings,
             services,
@@ -218,7 +213,7 @@ class GatewayApp:
             await response(scope, receive, send)
         elif path == HEALTH_PATH:
             asgi.only(method, "GET")
-            await self._health_check(scope, send)
+            await self._health(scope, send)
         elif path == METRICS_PATH and self.metrics is not None:
             asgi.only(method, "GET", "HEAD")
             await self.metrics(scope, receive, send)
@@ -234,18 +229,6 @@ class GatewayApp:
         else:
             return False
         return True
-
-    async def _health_check(self, scope: Scope, send: Send) -> None:
-        service = next((v for k, v in reversed(asgi.query_params(scope)) if k == "service"), "")
-        request = health_pb2.HealthCheckRequest(service=service)
-        try:
-            response = await self._health(request, timeout=self.health_timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            await asgi.send_status(send, errors.status_from_rpc_error(exc))
-            return
-        name = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-        serving = response.status == health_pb2.HealthCheckResponse.SERVING
-        await asgi.send_json(send, 200 if serving else 503, jsonmap.dumps({"status": name}))
 
     async def _call(
         self,

@@ -313,15 +313,43 @@ def build_openapi(
 
 def _health_operation(builder: _Builder) -> Schema:
     statuses = list(health_pb2.HealthCheckResponse.ServingStatus.keys())
+    component = {
+        "type": "object",
+        "properties": {
+            "name": {
+                "type": "string",
+                "description": "api (the gRPC server), database, redis or storage.",
+            },
+            "status": {"type": "string", "enum": ["SERVING", "NOT_SERVING"]},
+            "latency_ms": {
+                "type": "number",
+                "description": "Time of its latest check, in milliseconds.",
+            },
+            "error": {
+                "type": "string",
+                "description": "The kind of failure of its latest check, e.g. a gRPC code or "
+                "an exception name (the message is in the server's log).",
+            },
+        },
+        "required": ["name", "status", "latency_ms"],
+    }
     body = {
         "type": "object",
-        "properties": {"status": {"type": "string", "enum": statuses}},
-        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": statuses},
+            "components": {
+                "type": "array",
+                "items": component,
+                "description": "The gRPC server first, then its dependencies.",
+            },
+        },
+        "required": ["status", "components"],
     }
     return {
         "operationId": "Gateway_Health",
         "tags": ["Gateway"],
-        "summary": "Health of the upstream gRPC server (grpc.health.v1.Health/Check).",
+        "summary": "Readiness of the upstream gRPC server and of what it depends on "
+        "(grpc.health.v1.Health/Check).",
         "parameters": [
             {
                 "name": "service",
@@ -333,8 +361,9 @@ def _health_operation(builder: _Builder) -> Schema:
         "responses": {
             "200": {"description": "SERVING.", **builder.json(body)},
             "503": {
-                "description": "Not serving, or the server cannot be reached.",
-                **builder.json({"anyOf": [body, builder.status]}),
+                "description": "Not serving: a dependency is down, or the server cannot be "
+                "reached.",
+                **builder.json(body),
             },
             "default": {"description": "The check failed.", **builder.json(builder.status)},
         },

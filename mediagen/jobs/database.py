@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -142,6 +142,11 @@ class Database:
         """A read-only session."""
         async with _translated(), self._reader() as session:
             yield session
+
+    async def ping(self) -> None:
+        """``SELECT 1`` on a pooled connection (health); Unavailable if the server is not there."""
+        async with self.reading() as session:
+            await session.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self._write_engine.dispose()

@@ -185,6 +185,12 @@ STORAGE_LATENCY = Histogram(
 
 # ---- process ----------------------------------------------------------------------------------
 
+DEPENDENCY_UP = Gauge(
+    "mediagen_dependency_up",
+    "1 while a dependency (database, redis, storage) answers this process's health probe.",
+    ["component"],
+)
+
 INFO = Gauge(
     "mediagen_process_info",
     "1 for each running mediagen process, by role and version.",

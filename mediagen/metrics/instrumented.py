@@ -109,6 +109,9 @@ class MeasuredStorage:
     async def close(self) -> None:
         await self.inner.close()
 
+    async def probe(self) -> None:
+        await self.inner.probe()
+
     async def put_stream(
         self, key: str, chunks: AsyncIterable[bytes], *, content_type: str
     ) -> StoredObject:

@@ -36,6 +36,10 @@ class Storage(Protocol):
     async def close(self) -> None:
         """Release connections."""
 
+    async def probe(self) -> None:
+        """Raise :class:`StorageError` unless the backend can store objects now (health)."""
+        ...
+
     async def put_stream(
         self, key: str, chunks: AsyncIterable[bytes], *, content_type: str
     ) -> StoredObject:

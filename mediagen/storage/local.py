@@ -117,6 +117,14 @@ class LocalStorage:
     async def close(self) -> None:
         """Nothing to release: files are opened and closed per object."""
 
+    async def probe(self) -> None:
+        """Create and remove a hidden file in the root: writable, not just present (a read-only
+        or full disk, or a root replaced by a file, fails here)."""
+        try:
+            await asyncio.to_thread(_write_probe, self.root)
+        except OSError as exc:
+            raise _storage_error(f"cannot write in {self.root}", exc) from exc
+
     async def put_stream(
         self, key: str, chunks: AsyncIterable[bytes], *, content_type: str
     ) -> StoredObject:
@@ -199,6 +207,13 @@ class LocalStorage:
             await asyncio.to_thread(func, *args)
         except OSError as exc:
             raise _storage_error(f"cannot write {key!r}", exc) from exc
+
+
+def _write_probe(root: Path) -> None:
+    # A leading dot: no key can name it (see _check_key).
+    fd, name = tempfile.mkstemp(prefix=".probe-", dir=root)
+    os.close(fd)
+    os.unlink(name)
 
 
 def _storage_error(message: str, exc: OSError) -> StorageError:

@@ -42,6 +42,9 @@ class MemoryStorage:
     async def close(self) -> None:
         self.closed = True
 
+    async def probe(self) -> None:
+        """Always able to store."""
+
     async def put_stream(
         self, key: str, chunks: AsyncIterable[bytes], *, content_type: str
     ) -> StoredObject:

@@ -171,6 +171,12 @@ class S3Storage:
         if stack is not None:
             await stack.aclose()
 
+    async def probe(self) -> None:
+        """HeadBucket: the server answers and the bucket is there for these credentials."""
+        client = self._require_client()
+        with _translate("HeadBucket", self.settings.bucket):
+            await client.head_bucket(Bucket=self.settings.bucket)
+
     async def put_stream(
         self, key: str, chunks: AsyncIterable[bytes], *, content_type: str
     ) -> StoredObject:

@@ -6,9 +6,10 @@ queue may have lost every message while no worker ran), the periodic reconciler 
 pass, and consuming the Redis stream (the in-process queue needs no consumer: it runs each task
 where it is sent).
 
-While it runs: if Redis becomes unreachable the stream reader reconnects by itself; health says
-NOT_SERVING meanwhile and SERVING again after, and a sweep re-sends the wake-ups Redis lost.
-In-flight jobs go on throughout: the database is the truth.
+While it runs: if Redis becomes unreachable the stream reader reconnects by itself, and a
+sweep re-sends the wake-ups Redis lost once it is back; health (the ``checker``'s probes of the
+database, Redis and storage) says NOT_SERVING meanwhile. In-flight jobs go on throughout: the
+database is the truth.
 
 Stop, within one grace period (``MEDIAGEN_SHUTDOWN_GRACE_S``): health NOT_SERVING, take no
 more messages, let running attempts finish, hand the rest back, close.
@@ -22,11 +23,11 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from grpc_health.v1 import health_pb2
 from taskiq import InMemoryBroker
 from taskiq.receiver import Receiver
 
 from mediagen.api.server import GrpcServer, start_grpc_server
+from mediagen.health.checker import HealthChecker
 from mediagen.wiring import Core, build_reconciler, build_retention, build_runner
 from mediagen.worker.redis_stream import ResilientStreamBroker
 from mediagen.worker.runner import HAND_BACK_S, JobRunner
@@ -40,7 +41,13 @@ RESTART_CONSUMER_S = 1.0
 class WorkerService:
     """Build, then :meth:`start` and :meth:`stop` (idempotent, also after a failed start)."""
 
-    def __init__(self, core: Core, *, health_port: int | None = None) -> None:
+    def __init__(
+        self,
+        core: Core,
+        *,
+        health_port: int | None = None,
+        checker: HealthChecker | None = None,
+    ) -> None:
         self.core = core
         self.settings = core.settings
         self.runner: JobRunner
@@ -48,6 +55,7 @@ class WorkerService:
         self.reconciler = build_reconciler(core)
         self.retention = build_retention(core)
         self._health_port = health_port
+        self._checker = checker
         self.health: GrpcServer | None = None
         self._finish = asyncio.Event()
         self._listening: asyncio.Task[None] | None = None
@@ -66,7 +74,9 @@ class WorkerService:
     async def start(self) -> None:
         settings = self.settings
         if self._health_port is not None:
-            self.health = await start_grpc_server(settings.host, self._health_port, servicer=None)
+            self.health = await start_grpc_server(
+                settings.host, self._health_port, servicer=None, checker=self._checker
+            )
         await self._sweep()
         self._spawn(self.reconciler.run_forever(), "reconciler")
         if self.retention is not None:
@@ -127,13 +137,6 @@ class WorkerService:
 
     def _queue_state(self, available: bool) -> None:
         """The stream reader lost or found Redis again (or recreated its consumer group)."""
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if available
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        if self.health is not None and not self._stopped:
-            self._spawn(self.health.health.set("", status), "health")
         if available:
             self._spawn(self._sweep(), "sweep")
 

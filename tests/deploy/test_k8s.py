@@ -6,16 +6,23 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import grpc
+import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mediagen.api.server import start_grpc_server
 from mediagen.auth.startup import AuthMode, auth_mode, is_loopback
 from mediagen.auth.store import KeyStore
 from mediagen.config import ConfigError
+from mediagen.embedded import Embedded
+from mediagen.health.status import DOWN_AFTER
 from mediagen.jobs.database import Database
 from tests.deploy.support import (
     K8S_VERSIONS,
@@ -26,6 +33,7 @@ from tests.deploy.support import (
     settings_from,
     tool,
 )
+from tests.fixtures.embedded import embedded_settings
 
 Objects = list[dict[str, Any]]
 
@@ -199,6 +207,58 @@ def test_gateway_probes_and_target(k8s_objects: Objects) -> None:
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/api/v1/health"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert gateway[probe]["httpGet"]["port"] == port["name"]
+
+
+#: Whether each probe passes while a dependency is down.
+PROBES_PASS = [("startupProbe", True), ("livenessProbe", True), ("readinessProbe", False)]
+
+
+async def test_a_dead_dependency_makes_pods_unready_not_restarted(
+    k8s_objects: Objects, tmp_path: Path
+) -> None:
+    """Each probe of the manifests, asked of a real service whose storage is gone: readiness
+    fails, startup and liveness pass (the API's port, a worker's health port, the gateway)."""
+    app = Embedded(embedded_settings(tmp_path / "data", health_interval_s=60))
+    await app.start()
+    worker = None
+    try:
+        assert app.health is not None
+        worker = await start_grpc_server("127.0.0.1", 0, servicer=None, checker=app.health)
+        targets = {
+            "mediagen-api": app.grpc_target,
+            "mediagen-worker": f"127.0.0.1:{worker.port}",
+        }
+        media = app.settings.media_dir
+        shutil.rmtree(media)
+        media.write_bytes(b"")  # root ignores modes: a file where the directory was
+        for _ in range(DOWN_AFTER):
+            await app.health.check()
+        for name, target in targets.items():
+            container = _container(k8s_objects, name)
+            for probe, serving in PROBES_PASS:
+                status = await _grpc_health(target, container[probe]["grpc"].get("service", ""))
+                assert (status == health_pb2.HealthCheckResponse.SERVING) is serving, (name, probe)
+        gateway = _container(k8s_objects, "mediagen-gateway")
+        async with httpx.AsyncClient(base_url=app.http_url, timeout=10) as http:
+            for probe, ok in [
+                ("startupProbe", True),
+                ("livenessProbe", True),
+                ("readinessProbe", False),
+            ]:
+                response = await http.get(gateway[probe]["httpGet"]["path"])
+                assert (response.status_code == 200) is ok, (probe, response.text)
+    finally:
+        if worker is not None:
+            await worker.stop(0)
+        await app.stop()
+
+
+async def _grpc_health(target: str, service: str) -> int:
+    async with grpc.aio.insecure_channel(target) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5
+        )
+    return int(reply.status)
 
 
 def test_disruption_budgets_match_pods(k8s_objects: Objects) -> None:

@@ -106,13 +106,21 @@ async def test_seed_get_media(http):
     assert response.json()["mimeType"] == "image/png"
 
 
+def _statuses(body: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    return body["status"], [(c["name"], c["status"]) for c in body["components"]]
+
+
 async def test_seed_health(http, gw_fake):
     response = await http.get("/api/v1/health")
-    assert (response.status_code, response.json()) == (200, {"status": "SERVING"})
+    # A server without mediagen's dependency report (grpcio's own servicer): the api alone.
+    assert response.status_code == 200
+    assert _statuses(response.json()) == ("SERVING", [("api", "SERVING")])
+    assert response.json()["components"][0]["latency_ms"] >= 0
     await gw_fake.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     try:
         response = await http.get("/api/v1/health")
-        assert (response.status_code, response.json()) == (503, {"status": "NOT_SERVING"})
+        assert response.status_code == 503
+        assert _statuses(response.json()) == ("NOT_SERVING", [("api", "SERVING")])
     finally:
         await gw_fake.health.set("", health_pb2.HealthCheckResponse.SERVING)
     unknown = await http.get("/api/v1/health", params={"service": "nope"})
@@ -129,7 +137,8 @@ async def test_health_when_upstream_is_down():
         async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
             response = await client.get("/api/v1/health")
         assert response.status_code == 503
-        assert response.json()["code"] == 14
+        assert _statuses(response.json()) == ("NOT_SERVING", [("api", "NOT_SERVING")])
+        assert response.json()["components"][0]["error"] == "UNAVAILABLE"
     finally:
         await gateway.stop()
         await channel.close()

@@ -176,3 +176,13 @@ async def test_delete_many_removes_files_and_their_emptied_folders(storage: Loca
     assert storage.root.is_dir()
     assert await storage.delete_many(["job2/0.png", "../escape"]) == {"../escape"}
     assert sorted(p.name for p in storage.root.iterdir()) == ["job3"]
+
+
+async def test_probe_writes_in_the_root_and_leaves_nothing(storage: LocalStorage) -> None:
+    """Health's storage probe: a file really written (root ignores modes), then removed."""
+    await storage.probe()
+    assert files_under(storage.root) == []
+    storage.root.rmdir()
+    storage.root.write_bytes(b"")  # the directory replaced by a file
+    with pytest.raises(StorageError, match="cannot write in"):
+        await storage.probe()

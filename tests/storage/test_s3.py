@@ -299,3 +299,11 @@ def test_bad_settings_are_refused_at_construction(changes: dict[str, Any]) -> No
 async def test_use_before_start_is_a_programming_error() -> None:
     with pytest.raises(RuntimeError, match="start"):
         await S3Storage(make_s3_settings(NOWHERE)).exists("x")
+
+
+async def test_probe_is_head_bucket(storage: S3Storage, raw: Any, s3_settings: S3Settings) -> None:
+    """Health's storage probe: fine while the bucket is there, a StorageError once it is not."""
+    await storage.probe()
+    raw.delete_bucket(Bucket=s3_settings.bucket)
+    with pytest.raises(StorageError, match="HeadBucket"):
+        await storage.probe()
