@@ -22,7 +22,13 @@ from mediagen.jobs.migrate import upgrade
 from mediagen.metrics.server import serve_metrics
 from mediagen.redaction import RedactingFilter
 from mediagen.tls import ClientTLS
-from mediagen.wiring import build_interceptors, build_reconciler, build_servicer, open_core
+from mediagen.wiring import (
+    build_interceptors,
+    build_reconciler,
+    build_servicer,
+    open_core,
+    open_webhook_receiver,
+)
 from mediagen.worker.service import WorkerService
 
 log = logging.getLogger(__name__)
@@ -150,7 +156,8 @@ async def gateway(
 
     # It checks the signatures of local media URLs, which the API made with the shared key.
     _require_secret_key(settings, "gateway", always=settings.storage_type == "local")
-    await run_gateway(settings, grpc_target, upstream_tls=upstream_tls)
+    async with open_webhook_receiver(settings) as webhooks:
+        await run_gateway(settings, grpc_target, upstream_tls=upstream_tls, webhooks=webhooks)
 
 
 async def scheduler(settings: Settings) -> None:
