@@ -224,6 +224,7 @@ class GatewayApp:
             asgi.only(method, "GET")
             await self._health_check(scope, send)
         elif path == WEBHOOK_PATH and self.webhooks is not None:
+            scope[ROUTE_KEY] = WEBHOOK_PATH
             await self.webhooks(scope, receive, send)
         elif path == METRICS_PATH and self.metrics is not None:
             asgi.only(method, "GET", "HEAD")
