@@ -4,7 +4,8 @@ Fetched (``GET /v1/webhooks/default/secret`` with the service's Replicate token)
 webhook rather than at start, so a gateway starts while Replicate is unreachable. A signature
 that does not match may mean the secret was rotated: :meth:`SigningSecret.newer` fetches it
 again, at most once per ``refresh_every_s``, so forged requests cannot make the gateway hammer
-Replicate.
+Replicate. While a fetch fails, its error is given again for ``retry_failed_after_s`` before
+the next try, for the same reason.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class SigningSecret:
         configured: str | None = None,
         fetch: Fetch | None = None,
         refresh_every_s: float = 60.0,
+        retry_failed_after_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if configured is None and fetch is None:
@@ -33,8 +35,10 @@ class SigningSecret:
         self._value = configured
         self._fetch = None if configured is not None else fetch
         self._refresh_every_s = refresh_every_s
+        self._retry_failed_after_s = retry_failed_after_s
         self._clock = clock
         self._fetched_at: float | None = None
+        self._failure: Exception | None = None  # the last fetch's error, while it is recent
         self._lock = asyncio.Lock()
 
     async def current(self) -> str:
@@ -42,6 +46,10 @@ class SigningSecret:
             return self._value
         async with self._lock:
             if self._value is None:
+                at = self._fetched_at
+                recent = at is not None and self._clock() - at < self._retry_failed_after_s
+                if recent and self._failure is not None:
+                    raise self._failure
                 await self._load()
             assert self._value is not None  # set by _load or it raised
             return self._value
@@ -62,4 +70,9 @@ class SigningSecret:
     async def _load(self) -> None:
         assert self._fetch is not None
         self._fetched_at = self._clock()  # a failed fetch counts too: no retry storm
-        self._value = await self._fetch()
+        try:
+            value = await self._fetch()
+        except Exception as exc:
+            self._failure = exc
+            raise
+        self._value, self._failure = value, None

@@ -18,7 +18,7 @@ import pytest_asyncio
 from prometheus_client import REGISTRY
 
 from mediagen.embedded import Embedded
-from mediagen.emulator import Emulator, Route, Webhook, WebhookAction
+from mediagen.emulator import Emulator, Route, ServerError, Webhook, WebhookAction
 from mediagen.emulator.prediction import EmulatedPrediction
 from mediagen.emulator.webhooks import signed_headers
 from mediagen.providers.marker import Marker
@@ -101,6 +101,12 @@ def gets(app: Embedded) -> int:
 
 def webhook_count(outcome: str) -> float:
     return REGISTRY.get_sample_value("mediagen_webhooks_received_total", {"outcome": outcome}) or 0
+
+
+def answered(status: int) -> float:
+    """Webhook requests the gateway answered with ``status`` (its HTTP metrics)."""
+    labels = {"method": "POST", "route": PATH, "status": str(status)}
+    return REGISTRY.get_sample_value("mediagen_http_requests_total", labels) or 0
 
 
 async def post_webhook(
@@ -215,6 +221,40 @@ async def test_a_repeated_delivery_is_harmless(hooked: tuple[Embedded, Stub]) ->
 
 async def _delivered(app: Embedded) -> int:
     return int(emulator_of(app).stats_json()["webhooks"].get("delivered", 0))
+
+
+async def test_while_the_secret_cannot_be_fetched_webhooks_get_503_and_come_again(
+    hooked: tuple[Embedded, Stub],
+) -> None:
+    app, stub = hooked
+    # 500, not 503: the replicate client itself retries a GET that gets 503.
+    emulator_of(app).inject(ServerError(route=Route.SECRET, status=500))
+    unavailable_before = answered(503)
+    job = (await stub.GenerateMedia(small_request("secret unavailable", latency_s=0.2))).job
+    await wait_until(lambda: _failed(app), lambda failed: failed >= 1)
+    assert answered(503) - unavailable_before >= 1  # so Replicate retries, as it did here
+    assert (await stub.GetJob(pb.GetJobRequest(id=job.id))).job.status == (
+        job_pb2.JOB_STATE_RUNNING
+    )
+
+    emulator_of(app).clear_faults()  # Replicate is back: the next retry (1 s later) gets in
+    events = await watch(stub, job.id)
+
+    assert events[-1].job.status == job_pb2.JOB_STATE_SUCCEEDED
+    assert emulator_of(app).stats_json()["webhooks"] == {"failed": 1, "delivered": 1}
+
+
+async def test_an_oversized_webhook_is_refused_unread(hooked: tuple[Embedded, Stub]) -> None:
+    app, _ = hooked
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{app.http_url}{PATH}?job=j&attempt=1", content=b"x" * (4 * 1024 * 1024 + 1)
+        )
+    assert response.status_code == 413
+
+
+async def _failed(app: Embedded) -> int:
+    return int(emulator_of(app).stats_json()["webhooks"].get("failed", 0))
 
 
 async def test_polling_takes_over_when_the_webhook_never_comes(
