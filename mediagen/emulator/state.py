@@ -70,9 +70,7 @@ class Emulator:
         """Forget predictions, stats, faults and webhooks not sent yet."""
         self.faults.clear()
         self.stats = Stats()
-        self.webhooks.counts.clear()
-        for task in list(self.webhooks.pending):
-            task.cancel()
+        self.webhooks.forget()
         self._by_id.clear()
         self._ordered.clear()
         self._models_of.clear()

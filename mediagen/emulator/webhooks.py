@@ -96,16 +96,16 @@ class WebhookSender:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    @property
-    def pending(self) -> set[asyncio.Task[None]]:
-        """The webhooks not sent yet, one task each."""
-        return set(self._tasks)
+    def forget(self) -> None:
+        """Cancel every webhook not sent yet and reset the counts."""
+        for task in self._tasks:
+            task.cancel()
+        self.counts.clear()
 
     async def close(self) -> None:
-        """Forget every webhook not sent yet; close connections."""
-        tasks = self.pending
-        for task in tasks:
-            task.cancel()
+        """Cancel every webhook not sent yet; close connections."""
+        tasks = list(self._tasks)
+        self.forget()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
