@@ -191,7 +191,13 @@ class Settings:
     poll_interval_max_s: float = 2.0
     provider_read_timeout_s: float = 30.0  # longest silence in a provider answer
     # Base of the marker URL every create carries; default <public url>/webhooks/replicate.
+    # Set, it also says webhooks arrive: polling becomes the slow fallback below.
     webhook_url: str | None = None
+    webhook_fallback_poll_s: float = 30.0  # with webhook_url set: poll this often (±20 %)
+    webhook_tolerance_s: float = 300.0  # a webhook's timestamp may be this far from now
+    webhook_max_body_bytes: int = 4 * 1024 * 1024  # larger webhook bodies get 413
+    # None: fetched from Replicate (GET /v1/webhooks/default/secret) with the API token.
+    replicate_webhook_secret: str | None = None
     # After a create without a definite answer, a prediction that late may still appear: a lookup
     # finding nothing is trusted only this long after the lost create (docs/predictions.md).
     ambiguous_settle_s: float = 30.0
@@ -281,6 +287,11 @@ class Settings:
     @property
     def effective_webhook_url(self) -> str:
         return (self.webhook_url or f"{self.effective_public_url}/webhooks/replicate").rstrip("/")
+
+    @property
+    def webhooks_expected(self) -> bool:
+        """Whether completion webhooks are expected to arrive (MEDIAGEN_WEBHOOK_URL is set)."""
+        return self.webhook_url is not None
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -386,6 +397,14 @@ class Settings:
                 env, "MEDIAGEN_PROVIDER_READ_TIMEOUT_S", d.provider_read_timeout_s
             ),
             webhook_url=env.get("MEDIAGEN_WEBHOOK_URL") or None,
+            webhook_fallback_poll_s=_float(
+                env, "MEDIAGEN_WEBHOOK_FALLBACK_POLL_S", d.webhook_fallback_poll_s
+            ),
+            webhook_tolerance_s=_float(env, "MEDIAGEN_WEBHOOK_TOLERANCE_S", d.webhook_tolerance_s),
+            webhook_max_body_bytes=_int(
+                env, "MEDIAGEN_WEBHOOK_MAX_BODY_BYTES", d.webhook_max_body_bytes
+            ),
+            replicate_webhook_secret=env.get("MEDIAGEN_REPLICATE_WEBHOOK_SECRET") or None,
             ambiguous_settle_s=_float(env, "MEDIAGEN_AMBIGUOUS_SETTLE_S", d.ambiguous_settle_s),
             storage_type=storage_type,
             s3=s3,

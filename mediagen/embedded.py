@@ -24,7 +24,14 @@ from mediagen.health.checker import HealthChecker
 from mediagen.jobs.migrate import upgrade
 from mediagen.metrics.http import MetricsEndpoint
 from mediagen.metrics.server import ProcessMetrics, serve_metrics
-from mediagen.wiring import Core, build_interceptors, build_servicer, open_core, open_health
+from mediagen.wiring import (
+    Core,
+    build_interceptors,
+    build_servicer,
+    open_core,
+    open_health,
+    open_webhook_receiver,
+)
 from mediagen.worker.runner import JobRunner
 from mediagen.worker.service import WorkerService
 
@@ -106,7 +113,7 @@ class Embedded:
         stack.push_async_callback(stop_api_and_worker)
 
         if self.with_gateway:
-            await self._start_gateway(settings)
+            await self._start_gateway(settings, core)
 
         # The in-process queue starts empty: the worker's first sweep wakes every job a
         # previous run left behind.
@@ -138,7 +145,7 @@ class Embedded:
         self._stack.callback(shutil.rmtree, directory, ignore_errors=True)
         return directory / "grpc.sock"
 
-    async def _start_gateway(self, settings: Settings) -> None:
+    async def _start_gateway(self, settings: Settings, core: Core) -> None:
         from mediagen.gateway import build_gateway_app, start_gateway
         from mediagen.gateway.server import upstream_options
 
@@ -156,6 +163,9 @@ class Embedded:
             files_secret_key=settings.secret_key,
             http=settings.http,
             metrics=MetricsEndpoint(self.metrics.refresh) if settings.metrics else None,
+            webhooks=await self._stack.enter_async_context(
+                open_webhook_receiver(settings, core.notices)
+            ),
         )
         gateway = await start_gateway(
             app,

@@ -29,6 +29,7 @@ from mediagen.wiring import (
     build_servicer,
     open_core,
     open_health,
+    open_webhook_receiver,
 )
 from mediagen.worker.service import WorkerService
 
@@ -165,7 +166,8 @@ async def gateway(
 
     # It checks the signatures of local media URLs, which the API made with the shared key.
     _require_secret_key(settings, "gateway", always=settings.storage_type == "local")
-    await run_gateway(settings, grpc_target, upstream_tls=upstream_tls)
+    async with open_webhook_receiver(settings) as webhooks:
+        await run_gateway(settings, grpc_target, upstream_tls=upstream_tls, webhooks=webhooks)
 
 
 async def scheduler(settings: Settings) -> None:

@@ -26,6 +26,8 @@ from mediagen.auth.verifier import KeyVerifier
 from mediagen.config import ConfigError, Settings, secret_key_problem
 from mediagen.events.bus import EventBus, InProcessBus
 from mediagen.events.redis import RedisBus
+from mediagen.events.settled import SettledNotices
+from mediagen.gateway.webhooks import WebhookReceiver
 from mediagen.health.checker import HealthChecker, Probe
 from mediagen.health.probes import RedisPing
 from mediagen.jobs.database import Database, Timeouts
@@ -41,6 +43,8 @@ from mediagen.providers.base import Provider
 from mediagen.providers.replicate import ReplicateProvider
 from mediagen.storage import build_storage
 from mediagen.storage.base import Storage
+from mediagen.webhooks.secret import SigningSecret
+from mediagen.webhooks.seen import LocalSeen, RedisSeen, Seen
 from mediagen.worker import broker as queue
 from mediagen.worker.reconciler import Reconciler
 from mediagen.worker.retention import Retention
@@ -60,6 +64,7 @@ class Core:
     storage: Storage
     broker: AsyncBroker
     quotas: Quotas
+    notices: SettledNotices  # completion webhooks' word, gateway to worker
 
     async def enqueue(self, job_id: str) -> None:
         await queue.enqueue(self.broker, job_id)
@@ -69,6 +74,49 @@ def build_bus(settings: Settings) -> EventBus:
     if settings.redis_url:
         return RedisBus(settings.redis_url, channel_prefix=settings.events_channel_prefix)
     return InProcessBus()
+
+
+def build_settled_bus(settings: Settings) -> EventBus:
+    """The bus of settled notices (:mod:`mediagen.events.settled`): channels of its own."""
+    if settings.redis_url:
+        prefix = f"{settings.events_channel_prefix}settled:"
+        return RedisBus(settings.redis_url, channel_prefix=prefix)
+    return InProcessBus()
+
+
+@contextlib.asynccontextmanager
+async def open_webhook_receiver(
+    settings: Settings, notices: SettledNotices | None = None
+) -> AsyncIterator[WebhookReceiver]:
+    """The gateway's webhook route, publishing to ``notices`` (None: a settled bus of its own,
+    as the ``mediagen gateway`` process has no core)."""
+    # Anything older than the tolerance is refused by its timestamp, so repeats need no longer.
+    window_s = settings.webhook_tolerance_s + 60.0
+    seen: Seen = (
+        RedisSeen(settings.redis_url, window_s, prefix=f"{settings.events_channel_prefix}hook:")
+        if settings.redis_url
+        else LocalSeen(window_s)
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(seen.close)
+        if notices is None:
+            bus = build_settled_bus(settings)
+            await bus.start()
+            stack.push_async_callback(bus.close)
+            notices = SettledNotices(bus)
+        if settings.replicate_webhook_secret:
+            secret = SigningSecret(configured=settings.replicate_webhook_secret)
+        else:
+            provider = build_provider(settings)
+            stack.push_async_callback(provider.close)
+            secret = SigningSecret(fetch=provider.webhook_secret)
+        yield WebhookReceiver(
+            secret,
+            seen,
+            notices,
+            tolerance_s=settings.webhook_tolerance_s,
+            max_body_bytes=settings.webhook_max_body_bytes,
+        )
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter | None:
@@ -108,6 +156,7 @@ async def open_core(settings: Settings, *, worker: bool) -> AsyncIterator[Core]:
         ),
     )
     bus = build_bus(settings)
+    settled = build_settled_bus(settings)
     storage = build_storage(settings)
     broker = queue.build_broker(settings)
     broker.is_worker_process = worker
@@ -115,6 +164,8 @@ async def open_core(settings: Settings, *, worker: bool) -> AsyncIterator[Core]:
         stack.push_async_callback(db.dispose)
         await bus.start()
         stack.push_async_callback(bus.close)
+        await settled.start()
+        stack.push_async_callback(settled.close)
         await storage.start()
         stack.push_async_callback(storage.close)
         # Creates the Redis consumer group before the first message, so none is skipped.
@@ -130,6 +181,7 @@ async def open_core(settings: Settings, *, worker: bool) -> AsyncIterator[Core]:
             storage=storage,
             broker=broker,
             quotas=quotas,
+            notices=SettledNotices(settled),
         )
 
 
@@ -205,6 +257,7 @@ def build_runner(core: Core) -> tuple[JobRunner, Provider]:
         provider,
         MeasuredStorage(core.storage),
         requeue=core.enqueue,
+        notices=core.notices,
     )
     core.broker.state.handle_job = runner.handle
     return runner, provider

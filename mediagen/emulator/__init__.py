@@ -21,6 +21,8 @@ from mediagen.emulator.faults import (
     Route,
     ServerError,
     Throttle,
+    Webhook,
+    WebhookAction,
     fault_from_json,
 )
 from mediagen.emulator.server import RunningEmulator, serve_emulator_forever, start_emulator
@@ -38,6 +40,8 @@ __all__ = [
     "RunningEmulator",
     "ServerError",
     "Throttle",
+    "Webhook",
+    "WebhookAction",
     "fault_from_json",
     "serve_emulator_forever",
     "start_emulator",

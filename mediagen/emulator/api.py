@@ -120,6 +120,7 @@ class PredictionsApi:
             endpoint=endpoint,
             cancel_after_s=cancel_after_s(request.headers.get("cancel-after")),
         )
+        self.emulator.webhooks.schedule(prediction, base_url(request))
         if wait_s is None:
             return JSONResponse(self.emulator.render(prediction, base_url(request)), 201)
         answered = await self.emulator.wait_for_answer(prediction, wait_s)

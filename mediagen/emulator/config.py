@@ -25,6 +25,12 @@ class EmulatorConfig:
     default_width: int = 1024  # image size when the input names none (SDXL's default)
     default_height: int = 1024
     webhook_secret: str = "whsec_ZW11bGF0b3Itd2ViaG9vay1zaWduaW5nLWtleQ=="
+    # Webhooks go to loopback addresses and these exact host names only: a test stand-in must
+    # not be a tool for reaching other machines.
+    webhook_hosts: tuple[str, ...] = ()
+    # Waits before each retry of a failed completion webhook (Replicate: about 1 minute in all).
+    webhook_retry_delays_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+    webhook_timeout_s: float = 5.0  # one delivery attempt, connect to answer
     shutdown_grace_s: float = 1.0  # open requests (sync waits, downloads) get this long at stop
 
     def __post_init__(self) -> None:

@@ -2,7 +2,8 @@
 
 - ``GET /_emulator/health`` -> ``{"status": "ok"}``
 - ``GET /_emulator/stats`` -> ``{"requests": {"create": n, "get": n, ...}, "creates":
-  {"version"|"model"|"deployment": n}, "predictions": n, "active": n, "faults_applied": n}``
+  {"version"|"model"|"deployment": n}, "predictions": n, "active": n, "faults_applied": n,
+  "webhooks": {"delivered": n, "failed": n, ...}}``
 - ``GET /_emulator/faults`` -> ``{"rules": [{"kind": ..., ..., "remaining": n}]}``
 - ``POST /_emulator/faults`` with a rule, a list of rules or ``{"rules": [...]}`` (forms in
   :mod:`mediagen.emulator.faults`) -> 201 and the armed rules; 400 names a bad rule

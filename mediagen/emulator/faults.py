@@ -15,6 +15,9 @@ JSON form (``POST /_emulator/faults``)::
     {"kind": "drop", "route": "create", "after": true, "match": "cat"}
     {"kind": "outcome", "status": "failed", "error": "CUDA out of memory", "match": "cat"}
     {"kind": "output", "output": ["https://elsewhere.example/x.png"], "match": "cat"}
+    {"kind": "webhook", "action": "drop", "match": "cat"}
+    {"kind": "webhook", "action": "duplicate"}
+    {"kind": "webhook", "action": "delay", "delay_s": 2}
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from mediagen.providers.base import PredictionStatus
 
@@ -126,11 +129,30 @@ class Output(_Rule):
     output: Any = None
 
 
+class WebhookAction(enum.StrEnum):
+    DROP = "drop"  # never sent, nor retried: the receiver must fall back to polling
+    DUPLICATE = "duplicate"  # sent twice, same webhook-id and body, as Replicate may
+    DELAY = "delay"  # sent ``delay_s`` late
+
+
+@dataclass(frozen=True, kw_only=True)
+class Webhook(_Rule):
+    """The completion webhook of the next matching prediction is dropped, duplicated or
+    delayed."""
+
+    kind: ClassVar[str] = "webhook"
+    action: WebhookAction = WebhookAction.DROP
+    delay_s: float = 1.0
+
+
 RequestFault = ServerError | Throttle | Delay | Drop
-Fault = RequestFault | Outcome | Output
+Fault = RequestFault | Outcome | Output | Webhook
 _KINDS: dict[str, type[Fault]] = {
-    c.kind: c for c in (ServerError, Throttle, Delay, Drop, Outcome, Output)
+    c.kind: c for c in (ServerError, Throttle, Delay, Drop, Outcome, Output, Webhook)
 }
+
+
+_R = TypeVar("_R", Outcome, Output, Webhook)
 
 
 @dataclass
@@ -174,15 +196,17 @@ class FaultPlan:
         return None
 
     def take_outcome(self, prompt: str) -> Outcome | None:
-        for armed in self._armed:
-            if isinstance(armed.rule, Outcome) and _matches(armed.rule, prompt):
-                self._spend(armed)
-                return armed.rule
-        return None
+        return self._take_rule(Outcome, prompt)
 
     def take_output(self, prompt: str) -> Output | None:
+        return self._take_rule(Output, prompt)
+
+    def take_webhook(self, prompt: str) -> Webhook | None:
+        return self._take_rule(Webhook, prompt)
+
+    def _take_rule(self, kind: type[_R], prompt: str) -> _R | None:
         for armed in self._armed:
-            if isinstance(armed.rule, Output) and _matches(armed.rule, prompt):
+            if isinstance(armed.rule, kind) and _matches(armed.rule, prompt):
                 self._spend(armed)
                 return armed.rule
         return None

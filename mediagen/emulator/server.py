@@ -57,8 +57,10 @@ class RunningEmulator:
         return self.base_url.removeprefix("http://")
 
     async def stop(self) -> None:
-        """Stop accepting, give open requests ``shutdown_grace_s``, then close. Idempotent."""
+        """Stop accepting, give open requests ``shutdown_grace_s``, then close (webhooks not
+        sent yet are forgotten). Idempotent."""
         await self._http.stop()
+        await self.emulator.webhooks.close()
 
     async def wait_stopped(self) -> None:
         """Return when the server has stopped (after :meth:`stop`, or if it failed)."""

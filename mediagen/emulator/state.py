@@ -24,6 +24,7 @@ from mediagen.emulator.pagination import Cursor, select_page
 from mediagen.emulator.prediction import EmulatedPrediction, new_prediction_id
 from mediagen.emulator.problems import Problem, not_found
 from mediagen.emulator.timeline import Timeline
+from mediagen.emulator.webhooks import WebhookSender
 from mediagen.providers.base import PredictionStatus
 
 _WEBHOOK_EVENTS = {"start", "output", "logs", "completed"}
@@ -49,6 +50,7 @@ class Emulator:
         self._ordered: list[EmulatedPrediction] = []  # creation order
         self._models_of: dict[str, str] = {}  # version id -> model, for bare-version creates
         self._seq = itertools.count()
+        self.webhooks = WebhookSender(self.config, self.faults, self.render)
 
     # --- in-process API ------------------------------------------------------------------------
 
@@ -65,9 +67,10 @@ class Emulator:
         return list(self._ordered)
 
     def reset(self) -> None:
-        """Forget predictions, stats and faults."""
+        """Forget predictions, stats, faults and webhooks not sent yet."""
         self.faults.clear()
         self.stats = Stats()
+        self.webhooks.forget()
         self._by_id.clear()
         self._ordered.clear()
         self._models_of.clear()
@@ -80,6 +83,7 @@ class Emulator:
             "predictions": len(self._ordered),
             "active": sum(not p.status_at(now).terminal for p in self._ordered),
             "faults_applied": self.stats.faults_applied,
+            "webhooks": dict(self.webhooks.counts),
         }
 
     # --- the API's operations ----------------------------------------------------------------

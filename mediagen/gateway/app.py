@@ -5,8 +5,9 @@ the path variables (they win over the body), then bind the query string (unless 
 ``*``); headers become metadata; the call goes through the channel; the answer is the
 response (or its ``response_body`` field) as JSON, or an NDJSON/SSE stream. Besides the routes
 of the services it serves ``/openapi.json``, ``/docs``, ``/api/v1/health`` and, when a files
-root is set, ``/files/{key}``, and, when it is given a metrics endpoint, ``/metrics`` (then
-the server measures every request: :mod:`mediagen.metrics.http`).
+root is set, ``/files/{key}``, when it is given a metrics endpoint, ``/metrics`` (then
+the server measures every request: :mod:`mediagen.metrics.http`), and, when it is given a
+webhook receiver, ``POST /webhooks/replicate`` (:mod:`mediagen.gateway.webhooks`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from mediagen.gateway.rules import Binding, RuleError, bindings_for, resolve_fie
 from mediagen.gateway.streaming import StreamOptions, StreamRelay, default_stream_options
 from mediagen.gateway.upstream import Upstream, build_upstream
 from mediagen.gateway.values import BadValue, descriptor_of, set_from_text
+from mediagen.gateway.webhooks import WEBHOOK_PATH, WebhookReceiver
 from mediagen.metrics.http import METRICS_PATH, ROUTE_KEY, MetricsEndpoint
 
 log = logging.getLogger(__name__)
@@ -78,8 +80,10 @@ class GatewayApp:
         health_timeout_s: float = 5.0,
         http: HttpSettings | None = None,
         metrics: MetricsEndpoint | None = None,
+        webhooks: WebhookReceiver | None = None,
     ) -> None:
         self.heartbeat_s = heartbeat_s
+        self.webhooks = webhooks
         #: Serves ``/metrics``; set, the server also measures every request.
         self.metrics = metrics
         self.health_timeout_s = health_timeout_s
@@ -214,6 +218,9 @@ class GatewayApp:
         elif path == HEALTH_PATH:
             asgi.only(method, "GET")
             await self._health(scope, send)
+        elif path == WEBHOOK_PATH and self.webhooks is not None:
+            scope[ROUTE_KEY] = WEBHOOK_PATH
+            await self.webhooks(scope, receive, send)
         elif path == METRICS_PATH and self.metrics is not None:
             asgi.only(method, "GET", "HEAD")
             await self.metrics(scope, receive, send)
@@ -352,6 +359,7 @@ def build_gateway_app(
     heartbeat_s: float = 15.0,
     http: HttpSettings | None = None,
     metrics: MetricsEndpoint | None = None,
+    webhooks: WebhookReceiver | None = None,
 ) -> GatewayApp:
     """The gateway for ``services`` (default: mediagen.v1.MediaGenerationService) over ``channel``.
 
@@ -361,6 +369,7 @@ def build_gateway_app(
     ``stream_options``: per-method SSE id/resume fields, by method full name.
     ``http``: request limits and CORS (default: :class:`mediagen.config.HttpSettings`).
     ``metrics``: serve ``/metrics`` with it, and measure every request (None: neither).
+    ``webhooks``: serve ``POST /webhooks/replicate`` with it (None: no such route).
     """
     return GatewayApp(
         channel,
@@ -372,4 +381,5 @@ def build_gateway_app(
         heartbeat_s=heartbeat_s,
         http=http,
         metrics=metrics,
+        webhooks=webhooks,
     )

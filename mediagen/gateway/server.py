@@ -31,6 +31,7 @@ from starlette.types import ASGIApp
 from mediagen.config import HttpSettings, Settings, TLSSettings
 from mediagen.gateway.app import GatewayApp, build_gateway_app
 from mediagen.gateway.protocol import LimitedH11Protocol
+from mediagen.gateway.webhooks import WebhookReceiver
 from mediagen.http_server import RunningHttpServer, start_http_server
 from mediagen.metrics.http import MeasureRequests, MetricsEndpoint
 from mediagen.metrics.server import mark_process
@@ -112,10 +113,15 @@ def with_cors(app: ASGIApp, http: HttpSettings) -> ASGIApp:
 
 
 async def run_gateway(
-    settings: Settings, grpc_target: str, *, upstream_tls: ClientTLS | None = None
+    settings: Settings,
+    grpc_target: str,
+    *,
+    upstream_tls: ClientTLS | None = None,
+    webhooks: WebhookReceiver | None = None,
 ) -> None:
     """``mediagen gateway``: serve on settings.host:settings.http_port until cancelled, calling
-    the API at ``grpc_target`` (over TLS with ``upstream_tls``)."""
+    the API at ``grpc_target`` (over TLS with ``upstream_tls``), receiving Replicate's webhooks
+    with ``webhooks``."""
     options = upstream_options(settings)
     channel = (
         grpc.aio.secure_channel(grpc_target, upstream_tls.grpc_credentials(), options=options)
@@ -130,6 +136,7 @@ async def run_gateway(
             files_secret_key=settings.secret_key,
             http=settings.http,
             metrics=MetricsEndpoint() if settings.metrics else None,
+            webhooks=webhooks,
         )
         mark_process("gateway")
         running = await start_gateway(

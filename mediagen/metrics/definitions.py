@@ -59,6 +59,11 @@ WATCH_STREAMS = Gauge(
     "mediagen_watch_streams_open", "WatchJob streams open in this process right now."
 )
 WATCH_EVENTS = Counter("mediagen_watch_events_sent_total", "Events sent on WatchJob streams.")
+WEBHOOKS = Counter(
+    "mediagen_webhooks_received_total",
+    "Replicate webhooks at the gateway, by outcome: accepted, duplicate or refused.",
+    ["outcome"],
+)
 
 # ---- jobs -------------------------------------------------------------------------------------
 

@@ -348,6 +348,13 @@ class ReplicateProvider:
         async for chunk in self._fetcher.stream(url):
             yield chunk
 
+    async def webhook_secret(self) -> str:
+        """The account's webhook signing secret (``GET /v1/webhooks/default/secret``)."""
+        key = (await self._raw_json("/v1/webhooks/default/secret")).get("key")
+        if not isinstance(key, str):
+            raise ProviderError("unexpected webhook secret from Replicate: no key", transient=True)
+        return key
+
     async def close(self) -> None:
         await self._fetcher.aclose()
         await self._client._async_client.aclose()

@@ -18,6 +18,12 @@ running attempt hands its job back at once, keeping the prediction for the next 
 
 The lease is renewed in the background until the attempt's final write, never beside it: a
 renewal racing a finished job would report a lease "lost" to the job's own end.
+
+A completion webhook (a settled notice from the gateway, :mod:`mediagen.events.settled`) naming
+the attempt's own prediction cuts the wait before the next poll short; the worker then reads
+the prediction itself rather than trusting the webhook's body. With MEDIAGEN_WEBHOOK_URL set,
+webhooks are expected and polling slows to a jittered fallback that keeps within the provider's
+request budget.
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -41,6 +48,7 @@ from mediagen.backoff import retry_delay
 from mediagen.config import Settings
 from mediagen.errors import DOMAIN, Unavailable
 from mediagen.events.bus import EventBus
+from mediagen.events.settled import SettledNotices
 from mediagen.fetching.policy import TOO_LARGE, TOO_MANY_OUTPUTS
 from mediagen.jobs.progress import ProgressTracker
 from mediagen.jobs.store import ClaimedJob, JobStore, LeaseLost, NewMedia, PredictionOwned
@@ -67,6 +75,8 @@ HAND_BACK_S = 5.0
 
 #: Allowance for the provider's clock differing from ours when searching by creation time.
 CLOCK_SKEW_S = 5.0
+#: The fallback poll varies this much either way, so predictions started together spread out.
+FALLBACK_JITTER = 0.2
 
 
 class _Transient(Exception):
@@ -129,6 +139,9 @@ class _Attempt:
     cancel: asyncio.Event
     started: float
     lease: _LeaseKeeper | None = None
+    #: Predictions a webhook said have ended, not read since; ``news`` is set on each.
+    settled: set[str] = field(default_factory=set)
+    news: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def lost(self) -> bool:
@@ -202,6 +215,7 @@ class JobRunner:
         *,
         requeue: Callable[[str], Awaitable[None]],
         owner: str | None = None,
+        notices: SettledNotices | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -209,6 +223,8 @@ class JobRunner:
         self.provider = provider
         self.storage = storage
         self.owner = owner or worker_id()
+        #: Webhooks' word that a prediction ended; None: polling alone.
+        self.notices = notices
         self._requeue = requeue
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._running: set[asyncio.Task[None]] = set()
@@ -300,7 +316,11 @@ class JobRunner:
         """Run the attempt and record how it ended (LeaseLost and cancellation propagate)."""
         job = attempt.job
         try:
-            async with self._keep_lease(attempt), self._watch_cancel(attempt):
+            async with (
+                self._keep_lease(attempt),
+                self._watch_cancel(attempt),
+                self._watch_settled(attempt),
+            ):
                 await asyncio.wait_for(self._attempt(attempt), self.settings.job_timeout_s)
         except LeaseLost:
             raise
@@ -486,7 +506,7 @@ class JobRunner:
         job = attempt.job
         tracker = ProgressTracker()
         reported = 0.0
-        delay = self.settings.poll_interval_s
+        delay = self._poll_delay(None)
         errors = 0
         cancel_sent = False
         while True:
@@ -502,11 +522,10 @@ class JobRunner:
                     with contextlib.suppress(ProviderError):  # best effort; keep polling anyway
                         prediction = await self.provider.cancel(prediction.id)
                         continue
-                await asyncio.sleep(delay)
+                await self._wait_for_news(attempt, prediction.id, delay, until_cancel=False)
             else:
-                with contextlib.suppress(TimeoutError):  # a cancel request cuts the wait short
-                    await asyncio.wait_for(attempt.cancel.wait(), delay)
-            delay = min(delay * 1.5, self.settings.poll_interval_max_s)
+                await self._wait_for_news(attempt, prediction.id, delay, until_cancel=True)
+            delay = self._poll_delay(delay)
             try:
                 prediction = await self.provider.get(prediction.id)
                 errors = 0
@@ -515,6 +534,36 @@ class JobRunner:
                 if not exc.transient or errors >= MAX_POLL_ERRORS:
                     raise self._translate(exc) from exc
                 log.warning("job=%s poll failed (%s); retrying", job.id, clean_upstream(str(exc)))
+
+    def _poll_delay(self, previous: float | None) -> float:
+        """The wait before the next poll: the jittered fallback when webhooks are expected,
+        else backing off from ``poll_interval_s`` to ``poll_interval_max_s``."""
+        settings = self.settings
+        if settings.webhooks_expected:
+            spread = random.uniform(1 - FALLBACK_JITTER, 1 + FALLBACK_JITTER)
+            return settings.webhook_fallback_poll_s * spread
+        if previous is None:
+            return settings.poll_interval_s
+        return min(previous * 1.5, settings.poll_interval_max_s)
+
+    @staticmethod
+    async def _wait_for_news(
+        attempt: _Attempt, prediction_id: str, delay_s: float, *, until_cancel: bool
+    ) -> None:
+        """Wait ``delay_s``, cut short by a webhook saying ``prediction_id`` ended or (with
+        ``until_cancel``) by a cancel request."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay_s
+        while prediction_id not in attempt.settled:
+            left = deadline - loop.time()
+            if left <= 0 or (until_cancel and attempt.cancel.is_set()):
+                return
+            attempt.news.clear()
+            waits = [attempt.news.wait()]
+            if until_cancel:
+                waits.append(attempt.cancel.wait())
+            await _first_of(waits, left)
+        attempt.settled.discard(prediction_id)  # read now; a later notice may wake us again
 
     async def _record_progress(self, job: ClaimedJob, value: float) -> None:
         event = await self.store.progress(job.id, self.owner, round(value, 4))
@@ -717,13 +766,27 @@ class JobRunner:
                         attempt.cancel.set()
                         return
 
-            watcher = asyncio.create_task(watch())
-            try:
+            async with _in_background(watch()):
                 yield
-            finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+
+    @contextlib.asynccontextmanager
+    async def _watch_settled(self, attempt: _Attempt) -> AsyncIterator[None]:
+        """Note each webhook's word that a prediction of this job ended. Any prediction id is
+        noted, but only the attempt's own is ever read: a notice naming another changes
+        nothing."""
+        if self.notices is None:
+            yield
+            return
+        async with self.notices.subscribe(attempt.job.id) as notices:
+
+            async def watch() -> None:
+                while True:
+                    notice = await notices.get()
+                    attempt.settled.add(notice.prediction_id)
+                    attempt.news.set()
+
+            async with _in_background(watch()):
+                yield
 
     @staticmethod
     async def _shielded(write: Awaitable[_T]) -> _T:
@@ -740,6 +803,28 @@ class JobRunner:
             task.add_done_callback(_retrieve)
             await asyncio.wait({task})
             raise
+
+
+@contextlib.asynccontextmanager
+async def _in_background(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``work`` while the context is open; cancel it at the end."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _first_of(waits: list[Coroutine[Any, Any, Any]], timeout_s: float) -> None:
+    """Wait until one of ``waits`` is done or ``timeout_s`` passes; cancel the rest."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _retrieve(task: asyncio.Future[_T]) -> None:
