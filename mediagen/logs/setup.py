@@ -3,8 +3,9 @@
 Each record gets the log context (:class:`~mediagen.logs.context.ContextFilter`), then its
 message redacted (:class:`~mediagen.redaction.RedactingFilter`, third-party loggers included),
 then the configured format. Python warnings become log records too, so stderr holds nothing
-but log lines. httpx's one line per request is DEBUG, not INFO: a worker polling predictions
-would otherwise fill the INFO log with polls.
+but log lines. httpx's line per request and taskiq's line per queue message are DEBUG, not
+INFO: a worker polling predictions would otherwise fill the INFO log with polls, and the
+worker's own lines say what each message led to.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from mediagen.logs.context import ContextFilter
 from mediagen.logs.formatting import formatter_for
 from mediagen.redaction import RedactingFilter
 
-#: Loggers whose INFO lines are per-request chatter, demoted to DEBUG.
-CHATTY_LOGGERS = ("httpx",)
+#: Loggers whose INFO lines are per-request (per-message) chatter, demoted to DEBUG. Exact
+#: names: a logger's filters see only its own records, not its children's.
+CHATTY_LOGGERS = ("httpx", "taskiq.receiver.receiver")
 
 
 class DemoteToDebug(logging.Filter):
@@ -32,14 +34,19 @@ class DemoteToDebug(logging.Filter):
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
-def configure_logging(level: str, log_format: str, stream: TextIO | None = None) -> None:
-    """Send every log record of this process to ``stream`` (stderr) at ``level``."""
-    out = stream if stream is not None else sys.stderr
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(formatter_for(log_format, tty=out.isatty()))
+def build_handler(log_format: str, stream: TextIO) -> logging.Handler:
+    """A handler writing to ``stream`` in ``log_format``, with the context and redaction."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter_for(log_format, tty=stream.isatty()))
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())
-    logging.basicConfig(level=level, handlers=[handler])
+    return handler
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """Send every log record of this process to stderr at ``level`` (unless logging was set
+    up already: then only the chatty loggers are quietened)."""
+    logging.basicConfig(level=level, handlers=[build_handler(log_format, sys.stderr)])
     logging.captureWarnings(True)
     for name in CHATTY_LOGGERS:
         chatty = logging.getLogger(name)
