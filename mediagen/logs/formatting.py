@@ -46,6 +46,7 @@ class JsonLines(JsonFormatter):
             rename_fields={"levelname": "level", "name": "logger"},
             reserved_attrs=_NOT_FIELDS,
             json_default=str,
+            json_ensure_ascii=False,  # "pending→running", not "pending\u2192running": grep finds it
         )
 
     def add_fields(
