@@ -75,9 +75,11 @@ async def start_gateway(
     with ``tls`` (and a client certificate required when it has a client CA)."""
     ssl_options = uvicorn_ssl_options(tls) if tls is not None else {}
     http_settings = app.http
-    served = with_cors(RequestIds(app), http_settings)
+    served = with_cors(app, http_settings)
+    measured = MeasureRequests(served) if app.metrics is not None else served
     http = await start_http_server(
-        MeasureRequests(served) if app.metrics is not None else served,
+        # Outermost: it passes a scope of its own on, the one the app records its route in.
+        RequestIds(measured),
         host,
         port,
         name="HTTP",
