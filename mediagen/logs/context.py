@@ -59,7 +59,10 @@ def bound(
     try:
         yield context
     finally:
-        _current.reset(token)
+        # A streaming call's generator abandoned mid-stream is closed later from another
+        # context (asyncio's async-generator finalizer), where there is nothing to restore.
+        with contextlib.suppress(ValueError):
+            _current.reset(token)
 
 
 class ContextFilter(logging.Filter):

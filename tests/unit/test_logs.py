@@ -7,7 +7,7 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import httpx
@@ -145,6 +145,18 @@ async def test_each_task_keeps_its_own_context() -> None:
         assert current().tenant == "acme"
     assert seen == {"job-a": ("a", "job-a"), "job-b": ("b", "job-b")}
     assert current().request_id is None and current().tenant is None
+
+
+async def test_a_stream_abandoned_mid_way_closes_from_another_task() -> None:
+    async def stream() -> AsyncGenerator[int, None]:
+        with bound(request_id="req-1"):
+            yield 1
+            yield 2
+
+    messages = stream()
+    assert await anext(messages) == 1
+    # As asyncio's finalizer would close it: in a task of its own, another context.
+    await asyncio.create_task(messages.aclose())  # no "different Context" ValueError
 
 
 @pytest.mark.parametrize(
