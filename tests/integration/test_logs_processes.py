@@ -82,8 +82,8 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
         "MEDIAGEN_DB_MAX_OVERFLOW": "2",
     }
     try:
+        # All started at once (none needs another to start), then waited for.
         emulator = cluster.start("emulator", "emulator")
-        wait_for_http(f"http://127.0.0.1:{emulator_port}/_emulator/health", emulator)
         grpc_port, health_port, http_port = free_port(), free_port(), free_port()
         api = cluster.start(
             "api", "api", env={"MEDIAGEN_GRPC_PORT": str(grpc_port)}, separate_stderr=True
@@ -102,6 +102,7 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
             env={"MEDIAGEN_HTTP_PORT": str(http_port)},
             separate_stderr=True,
         )
+        wait_for_http(f"http://127.0.0.1:{emulator_port}/_emulator/health", emulator)
         wait_for_grpc_health(f"127.0.0.1:{grpc_port}", api)
         wait_for_grpc_health(f"127.0.0.1:{health_port}", worker)
         wait_for_http(f"http://127.0.0.1:{http_port}/api/v1/health", gateway)
@@ -176,6 +177,10 @@ async def test_the_api_and_the_worker_log_a_job_under_one_request_id(
             )
         assert refused.value.code() is grpc.StatusCode.NOT_FOUND
         assert dict(refused.value.initial_metadata())["x-request-id"] == "owl-404"
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:  # refused before the servicer
+            await stub.GetJob(pb.GetJobRequest(id=given), timeout=10)
+        assert unknown.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert GENERATED.fullmatch(dict(unknown.value.initial_metadata())["x-request-id"])
 
         for job_id in (given, made, over_http):
             assert await _finished(stub, auth, job_id) == job_pb2.JOB_STATE_SUCCEEDED
