@@ -3,8 +3,8 @@
 JSON lines have ``time`` (UTC, ISO 8601, milliseconds), ``level``, ``logger``, ``message``, then
 the known context (``request_id``, ``job_id``, ``tenant``, ``attempt``: see
 :mod:`mediagen.logs.context`), any ``extra=`` fields, and for an exception ``error`` with its
-``type``, ``message`` and ``stack``. Text lines are today's ``time level logger message`` with
-the context in brackets. In both, exception text is redacted as messages are
+``type``, ``message`` and ``stack``. Text lines are the classic ``time level logger message``
+with the context in brackets. In both, exception text is redacted as messages are
 (:mod:`mediagen.redaction`): a traceback may quote a token or a signed URL too.
 """
 

@@ -2,10 +2,10 @@
 
 Each record gets the log context (:class:`~mediagen.logs.context.ContextFilter`), then its
 message redacted (:class:`~mediagen.redaction.RedactingFilter`, third-party loggers included),
-then the configured format. Python warnings become log records too, so stderr holds nothing
-but log lines. httpx's line per request and taskiq's line per queue message are DEBUG, not
-INFO: a worker polling predictions would otherwise fill the INFO log with polls, and the
-worker's own lines say what each message led to.
+then the configured format. Python warnings become log records too (JSON lines like the rest).
+httpx's line per request and taskiq's line per queue message are DEBUG, not INFO: a worker
+polling predictions would otherwise fill the INFO log with polls, and the worker's own lines
+say what each message led to.
 """
 
 from __future__ import annotations
