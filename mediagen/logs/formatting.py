@@ -72,17 +72,21 @@ class JsonLines(JsonFormatter):
 
 
 class TextLines(logging.Formatter):
-    """``time level logger message [request_id=… job=… tenant=… try=…]``, then any traceback."""
+    """``time level logger message [request_id=… job=… tenant=… try=…]`` (what the message does
+    not say already), then any traceback."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
+        words = set(record.message.split())
         context = [
-            f"{_TEXT_NAMES[name]}={getattr(record, name)}"
+            pair
             for name in FIELDS
             if getattr(record, name, None) is not None
+            # The runner's own messages say job=… and try=… already: once is enough to read.
+            and (pair := f"{_TEXT_NAMES[name]}={getattr(record, name)}") not in words
         ]
         return f"{line} [{' '.join(context)}]" if context else line
 

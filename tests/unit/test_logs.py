@@ -106,6 +106,11 @@ def test_text_lines_put_the_context_in_brackets_and_redact_tracebacks() -> None:
     assert formatter.format(record).endswith(
         " INFO mediagen.x claimed [request_id=req-1 job=job-1 try=3]"
     )
+    said = logging.LogRecord(
+        "mediagen.x", logging.INFO, __file__, 1, "job=%s running try=%d", ("job-1", 13), None
+    )
+    said.request_id, said.job_id, said.attempt = "req-1", "job-1", 1
+    assert formatter.format(said).endswith(" job=job-1 running try=13 [request_id=req-1 try=1]")
     plain = logging.LogRecord("mediagen.x", logging.INFO, __file__, 1, "started", None, None)
     assert formatter.format(plain).endswith(" INFO mediagen.x started")
     try:
