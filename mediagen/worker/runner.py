@@ -516,6 +516,8 @@ class JobRunner:
             try:
                 prediction = await self.provider.get(prediction.id)
                 errors = 0
+                # One line per poll: DEBUG, so that INFO keeps to the job's story.
+                log.debug("job=%s prediction=%s %s", job.id, prediction.id, prediction.status.value)
             except ProviderError as exc:
                 errors += 1
                 if not exc.transient or errors >= MAX_POLL_ERRORS:
