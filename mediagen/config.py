@@ -28,6 +28,8 @@ PUBLIC_SECRET_KEYS = frozenset({"mediagen-dev-secret", "CHANGE-ME"})
 DAY_S = 86_400.0
 #: A century: longer is a typo for "forever", which is 0.
 MAX_RETENTION_DAYS = 36_500
+#: MEDIAGEN_LOG_FORMAT values (mediagen.logs.formatting).
+LOG_FORMATS = ("json", "text", "auto")
 
 
 class ConfigError(ValueError):
@@ -77,6 +79,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -261,6 +272,7 @@ class Settings:
     # Client-certificate subjects that stand for the tenant their CN names ("*": any verified one).
     auth_mtls_tenants: tuple[str, ...] = ()
     log_level: str = "INFO"
+    log_format: str = "auto"  # one of LOG_FORMATS; auto: text on a terminal, else JSON lines
 
     @property
     def sqlite_path(self) -> Path:
@@ -457,6 +469,7 @@ class Settings:
             auth_mtls_admins=_list(env, "MEDIAGEN_AUTH_MTLS_ADMINS"),
             auth_mtls_tenants=_list(env, "MEDIAGEN_AUTH_MTLS_TENANTS"),
             log_level="DEBUG" if debug else env.get("MEDIAGEN_LOG_LEVEL", d.log_level).upper(),
+            log_format=_choice(env, "MEDIAGEN_LOG_FORMAT", LOG_FORMATS, d.log_format),
         )
 
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -19,8 +18,8 @@ from mediagen.api.server import start_grpc_server
 from mediagen.config import DAY_S, ConfigError, Settings, secret_key_problem
 from mediagen.embedded import Embedded
 from mediagen.jobs.migrate import upgrade
+from mediagen.logs import setup as logs
 from mediagen.metrics.server import serve_metrics
-from mediagen.redaction import RedactingFilter
 from mediagen.tls import ClientTLS
 from mediagen.wiring import (
     build_interceptors,
@@ -206,12 +205,5 @@ async def emulator(settings: Settings) -> None:
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # Third-party loggers (httpx logs every request URL at INFO) never print a token or a
-    # signed query string either.
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())
+    """Every role logs the same way (:mod:`mediagen.logs.setup`)."""
+    logs.configure_logging(settings.log_level, settings.log_format)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -214,15 +213,19 @@ def build_servicer(core: Core) -> MediaGenerationServicer:
 
 async def build_auth(core: Core) -> list[grpc.aio.ServerInterceptor]:
     """The API server's authentication, by the start-up rule of :mod:`mediagen.auth.startup`:
-    the interceptor, or nothing (open or off, said loudly on stderr and in the log). Raises
+    the interceptor, or nothing (open or off, said loudly in the log, on stderr). Raises
     ConfigError when the server must not start."""
     settings = core.settings
     keys = KeyStore(core.db)
     active = await keys.count_active() if settings.auth else 0
     mode = auth_mode(enabled=settings.auth, host=settings.host, active_keys=active)
     if mode is not AuthMode.ENFORCED:
-        print("\n".join(warning_lines(mode, settings.host)), file=sys.stderr, flush=True)
-        log.warning("authentication %s: every call acts as the anonymous admin", mode.value)
+        # One record, banner included: on stderr as loud as before, and one JSON line in JSON.
+        log.warning(
+            "authentication %s: every call acts as the anonymous admin\n%s",
+            mode.value,
+            "\n".join(warning_lines(mode, settings.host)),
+        )
         return []
     log.info("authentication on: %d active API key(s)", active)
     verifier = KeyVerifier(keys, cache_s=settings.auth_cache_s)

@@ -24,6 +24,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mediagen.api.decoding import DecodeRequests
+from mediagen.api.request_ids import RequestIds
 from mediagen.api.servicer import MediaGenerationServicer
 from mediagen.config import TLSSettings
 from mediagen.health.checker import HealthChecker
@@ -86,11 +87,12 @@ async def start_grpc_server(
     """Bind and start. Without a servicer it serves health only (a worker's probe endpoint).
     With ``checker`` readiness follows its dependency checks; without, it is always SERVING.
 
-    ``interceptors`` run in order around every call (authentication first: see wiring), then
-    request decoding (undecodable bytes are INVALID_ARGUMENT, not UNKNOWN). With ``tls`` the
-    port speaks TLS only (mTLS with a client CA). ``unix_socket`` adds a plaintext listener on
-    that path, for a caller in the same process (the embedded gateway); its directory's
-    permissions are what guards it.
+    Every call gets a request id first (:mod:`mediagen.api.request_ids`), then ``interceptors``
+    run in order around it (authentication first: see wiring), then request decoding
+    (undecodable bytes are INVALID_ARGUMENT, not UNKNOWN). With ``tls`` the port speaks TLS
+    only (mTLS with a client CA). ``unix_socket`` adds a plaintext listener on that path, for a
+    caller in the same process (the embedded gateway); its directory's permissions are what
+    guards it.
     """
     options = [
         *SERVER_OPTIONS,
@@ -98,7 +100,9 @@ async def start_grpc_server(
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_metadata_size", MAX_METADATA_BYTES),
     ]
-    server = grpc.aio.server(interceptors=[*interceptors, DecodeRequests()], options=options)
+    server = grpc.aio.server(
+        interceptors=[RequestIds(), *interceptors, DecodeRequests()], options=options
+    )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [health.SERVICE_NAME, reflection.SERVICE_NAME]

@@ -38,6 +38,7 @@ from mediagen.jobs.pagination import decode_token, encode_token
 from mediagen.jobs.store import JobStore
 from mediagen.jobs.validation import validate_generate
 from mediagen.limits.quota import Quotas
+from mediagen.logs import context as log_context
 from mediagen.metrics import definitions as metrics
 from mediagen.storage.base import Storage
 from mediagen.v1 import job_pb2
@@ -150,15 +151,19 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
             if existing is not None:
                 return pb.GenerateMediaResponse(job=await resolve_job(existing, self.storage))
         await self.quotas.admit_submission(tenant, self.store.active_jobs)
-        job, event = await self.store.create(spec, tenant=tenant)
+        job, event = await self.store.create(
+            spec, tenant=tenant, submit_request_id=log_context.current().request_id
+        )
         if event is not None:
-            await self.bus.publish(event)
-            try:
-                await self.enqueue(job.id)
-            except Exception as exc:  # persisted already: the reconciler will send it
-                log.warning("job=%s enqueue failed (%s); the reconciler will retry", job.id, exc)
-            metrics.JOBS_SUBMITTED.labels(job.model).inc()
-            log.info("job=%s created model=%s", job.id, job.model)
+            with log_context.bound(job_id=job.id, tenant=tenant):
+                await self.bus.publish(event)
+                try:
+                    # The wake-up carries this call's request id to the worker, as the row does.
+                    await self.enqueue(job.id)
+                except Exception as exc:  # persisted already: the reconciler will send it
+                    log.warning("job=%s enqueue failed (%s); the reconciler retries", job.id, exc)
+                metrics.JOBS_SUBMITTED.labels(job.model).inc()
+                log.info("job=%s created model=%s", job.id, job.model)
         return pb.GenerateMediaResponse(job=await resolve_job(job, self.storage))
 
     @rpc_errors
@@ -307,7 +312,9 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
             await self.bus.publish(event)
             if job.status == job_pb2.JOB_STATE_CANCELED:  # was PENDING: no worker will finish it
                 metrics.JOBS_FINISHED.labels("canceled", job.model).inc()
-            log.info("job=%s cancel requested (now %s)", job.id, job_pb2.JobState.Name(job.status))
+            now = job_pb2.JobState.Name(job.status)
+            with log_context.bound(job_id=job.id):
+                log.info("job=%s cancel requested (now %s)", job.id, now)
         return pb.CancelJobResponse(job=await resolve_job(job, self.storage))
 
 

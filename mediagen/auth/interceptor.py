@@ -1,8 +1,8 @@
 """The server interceptor: every RPC but health (and, unless configured, reflection) runs as
 an authenticated :class:`~mediagen.auth.principal.Principal`, or is refused before the servicer.
 
-It wraps each method handler's behaviour rather than deciding in ``intercept_service``, because
-only the behaviour receives the ``ServicerContext`` with the call's metadata and TLS peer. The
+It runs each call in a scope of its own (:mod:`mediagen.api.call_scope`), because only the
+behaviour receives the ``ServicerContext`` with the call's metadata and TLS peer. The
 principal is set with :func:`acting_as` around the servicer, so ``current_principal()`` is the
 caller inside it and everything it awaits. A refusal is a ``MediagenError`` status with
 ErrorInfo, as the servicer's own errors are.
@@ -10,23 +10,22 @@ ErrorInfo, as the servicer's own errors are.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
 
 import grpc
 from grpc_status import rpc_status
 
+from mediagen.api.call_scope import Context, Handler, within
 from mediagen.auth import policy
 from mediagen.auth.mtls import CertificatePolicy, principal_from_certificate
 from mediagen.auth.principal import Principal, acting_as
 from mediagen.auth.verifier import KeyVerifier
 from mediagen.errors import MediagenError, internal_status
+from mediagen.logs.context import bound
 
 log = logging.getLogger(__name__)
-
-Context = grpc.aio.ServicerContext[Any, Any]
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic only in the stubs
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -98,50 +97,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 def _guarded(handler: Handler, admit: Callable[[Context], Awaitable[Principal]]) -> Handler:
     """``handler`` with ``admit`` run first and the servicer run as its principal."""
-    options: dict[str, Any] = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None:
-        unary: Any = handler.unary_unary  # grpc's stubs type behaviours for sync contexts
 
-        async def unary_unary(request: Any, context: Context) -> Any:
-            with acting_as(await admit(context)):
-                return await unary(request, context)
+    @contextlib.asynccontextmanager
+    async def as_caller(context: Context) -> AsyncIterator[None]:
+        principal = await admit(context)
+        with acting_as(principal), bound(tenant=principal.tenant):
+            yield
 
-        return grpc.unary_unary_rpc_method_handler(unary_unary, **options)
-    if handler.stream_unary is not None:
-        client_stream: Any = handler.stream_unary  # grpc's stubs type behaviours for sync contexts
-
-        async def stream_unary(requests: Any, context: Context) -> Any:
-            with acting_as(await admit(context)):
-                return await client_stream(requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, **options)
-    if handler.unary_stream is not None:
-        server_stream: Any = handler.unary_stream  # grpc's stubs type behaviours for sync contexts
-
-        async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            with acting_as(await admit(context)):
-                async for message in _responses(server_stream(request, context)):
-                    yield message
-
-        return grpc.unary_stream_rpc_method_handler(unary_stream, **options)
-    bidi: Any = handler.stream_stream  # grpc's stubs type behaviours for sync contexts
-
-    async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
-        with acting_as(await admit(context)):
-            async for message in _responses(bidi(requests, context)):
-                yield message
-
-    return grpc.stream_stream_rpc_method_handler(stream_stream, **options)
-
-
-async def _responses(result: Any) -> AsyncIterator[Any]:
-    """The messages of a streaming behaviour: an async generator's, or none from one that writes
-    with ``context.write`` and returns."""
-    if hasattr(result, "__aiter__"):
-        async for message in result:
-            yield message
-    else:
-        await result
+    return within(handler, as_caller)

@@ -94,6 +94,7 @@ def run_client(args: argparse.Namespace) -> int:
             cert=tls.cert if tls else None,
             key=tls.key if tls else None,
             api_key=api_key,
+            metadata=[("x-request-id", args.x_request_id)] if args.x_request_id else (),
         ) as client:
             return await action(client, args)
 

@@ -68,8 +68,8 @@ def _prepare_generate(args: argparse.Namespace) -> None:
 
 
 def _client_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """--target, --http-url, --api-key and --timeout: before the command, or after it (then
-    they win)."""
+    """--target, --http-url, --api-key, --x-request-id and --timeout: before the command, or
+    after it (then they win)."""
     default: object = None if top else argparse.SUPPRESS
     parser.add_argument(
         "--target",
@@ -91,6 +91,13 @@ def _client_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default,
         help="API key sent as 'authorization: Bearer KEY' (default: $MEDIAGEN_API_KEY; prefer "
         "the variable: a flag shows in the process list)",
+    )
+    parser.add_argument(
+        "--x-request-id",
+        metavar="ID",
+        default=default,
+        help="request id sent as x-request-id metadata: the service logs the calls (and the "
+        "jobs they submit) under it (default: the service makes one per call)",
     )
     parser.add_argument(
         "--timeout",

@@ -14,7 +14,8 @@ connections and lets in-flight requests finish for up to the grace period.
 Limits (:class:`mediagen.config.HttpSettings`, carried by the app): request head size and read
 time, body read time, idle keep-alive and open connections are enforced by
 :class:`mediagen.gateway.protocol.LimitedH11Protocol`; body size, media type and head size by
-the app. CORS is off unless origins are configured; then Starlette's ``CORSMiddleware`` answers
+the app. Every request gets a request id (:mod:`mediagen.gateway.request_ids`). CORS is off
+unless origins are configured; then Starlette's ``CORSMiddleware`` answers
 preflights and adds ``Access-Control-Allow-Origin`` for those origins only.
 """
 
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp
 from mediagen.config import HttpSettings, Settings, TLSSettings
 from mediagen.gateway.app import GatewayApp, build_gateway_app
 from mediagen.gateway.protocol import LimitedH11Protocol
+from mediagen.gateway.request_ids import RequestIds
 from mediagen.gateway.webhooks import WebhookReceiver
 from mediagen.http_server import RunningHttpServer, start_http_server
 from mediagen.metrics.http import MeasureRequests, MetricsEndpoint
@@ -39,7 +41,7 @@ from mediagen.tls import ClientTLS, uvicorn_ssl_options
 
 #: Methods and headers a configured cross-site origin may use.
 CORS_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
-CORS_EXPOSED_HEADERS = ("retry-after",)
+CORS_EXPOSED_HEADERS = ("retry-after", "x-request-id")
 
 
 @dataclass
@@ -75,8 +77,10 @@ async def start_gateway(
     ssl_options = uvicorn_ssl_options(tls) if tls is not None else {}
     http_settings = app.http
     served = with_cors(app, http_settings)
+    measured = MeasureRequests(served) if app.metrics is not None else served
     http = await start_http_server(
-        MeasureRequests(served) if app.metrics is not None else served,
+        # Outermost: it passes a scope of its own on, the one the app records its route in.
+        RequestIds(measured),
         host,
         port,
         name="HTTP",

@@ -81,6 +81,9 @@ class JobRow(Base):
     #: AIP-155 idempotency key; unique per tenant, so a retried GenerateMedia finds the first
     #: job, and two tenants choosing the same key still get a job each.
     request_id: Mapped[str | None] = mapped_column(String(64))
+    #: The request id (``x-request-id``, mediagen.logs.request_ids) of the call that submitted
+    #: it: every attempt logs under it, so one id finds the job's whole story.
+    submit_request_id: Mapped[str | None] = mapped_column(String(128))
 
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     attempt: Mapped[int] = mapped_column(Integer, default=0)

@@ -89,6 +89,9 @@ class ClaimedJob:
     """What a worker needs to run an attempt."""
 
     id: str
+    tenant: str
+    #: The request id of the call that submitted the job, if it had one.
+    submit_request_id: str | None
     model: str
     model_input: dict[str, Any]
     attempt: int
@@ -184,10 +187,11 @@ class JobStore:
     # ---- API side -------------------------------------------------------------------------
 
     async def create(
-        self, spec: JobSpec, *, tenant: str
+        self, spec: JobSpec, *, tenant: str, submit_request_id: str | None = None
     ) -> tuple[job_pb2.Job, job_pb2.JobEvent | None]:
-        """Insert a PENDING job of ``tenant`` and its first event. With a request_id the tenant
-        already used, return that job instead (and no event)."""
+        """Insert a PENDING job of ``tenant`` and its first event, made by the call with request
+        id ``submit_request_id``. With a request_id the tenant already used, return that job
+        instead (and no event)."""
         now = self._clock()
         row = JobRow(
             id=str(uuid.uuid4()),
@@ -199,6 +203,7 @@ class JobStore:
             model_input=spec.model_input,
             labels=spec.labels,
             request_id=spec.request_id,
+            submit_request_id=submit_request_id,
             progress=0.0,
             attempt=0,
             cancel_requested=False,
@@ -399,6 +404,8 @@ class JobStore:
             assert row is not None  # the UPDATE above just matched it
             claimed = ClaimedJob(
                 id=row.id,
+                tenant=row.tenant,
+                submit_request_id=row.submit_request_id,
                 model=row.model,
                 model_input=dict(row.model_input),
                 attempt=row.attempt,

@@ -35,6 +35,8 @@ from replicate.exceptions import ReplicateError
 from mediagen.config import Settings
 from mediagen.fetching.fetcher import FetchLimits, OutputFetcher
 from mediagen.fetching.policy import DELIVERY_HOSTS, FetchPolicy
+from mediagen.logs import context as log_context
+from mediagen.logs import request_ids
 from mediagen.providers.ambiguity import Answer, classify
 from mediagen.providers.base import Prediction, PredictionStatus, ProviderError
 from mediagen.providers.marker import WEBHOOK_EVENTS, Marker
@@ -142,6 +144,14 @@ def _created_at(item: Mapping[str, Any]) -> datetime | None:
 _last_hint: ContextVar[float | None] = ContextVar("replicate_retry_hint", default=None)
 
 
+async def _send_request_id(request: httpx.Request) -> None:
+    """Tag each API call with the request id it is made for, so Replicate's side (or a proxy
+    on the way) can be matched with our logs."""
+    request_id = log_context.current().request_id
+    if request_id is not None:
+        request.headers[request_ids.HEADER] = request_id
+
+
 async def _note_retry_hint(response: httpx.Response) -> None:
     if response.status_code in _TRANSIENT_STATUSES or response.status_code >= 500:
         await response.aread()  # small problem body; httpx keeps it for the client
@@ -246,7 +256,7 @@ class ReplicateProvider:
             limits=limits,
             transport=transport,
             # Also handed to the client's sync httpx client, which this class never uses.
-            event_hooks={"response": [_note_retry_hint]},
+            event_hooks={"request": [_send_request_id], "response": [_note_retry_hint]},
         )
         self._fetcher = OutputFetcher(
             FetchPolicy.build(output_hosts, token_hosts, base_url or DEFAULT_BASE_URL),

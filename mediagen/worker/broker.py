@@ -16,10 +16,14 @@ from typing import Annotated, Any
 from taskiq import AsyncBroker, Context, InMemoryBroker, TaskiqDepends
 
 from mediagen.config import Settings
+from mediagen.logs import request_ids
+from mediagen.logs.context import bound, current
 from mediagen.redis_retry import stale_connection_retry
 from mediagen.worker.redis_stream import ResilientStreamBroker
 
 TASK_NAME = "mediagen.run_job"
+#: The message label carrying the request id of the call (or attempt) that sent it.
+REQUEST_ID_LABEL = "request_id"
 CONSUMER_GROUP = "mediagen-workers"
 
 #: What the worker process registers on ``broker.state.handle_job``: run one job id, calling
@@ -63,7 +67,8 @@ def build_broker(settings: Settings) -> AsyncBroker:
 
 
 async def run_job(job_id: str, context: Annotated[Context, TaskiqDepends()]) -> None:
-    """Taskiq task: hand the job id to this process's job runner."""
+    """Taskiq task: hand the job id to this process's job runner, logging under the job and
+    the request id the message carries (the runner switches to the job's own once claimed)."""
     handler: JobHandler | None = getattr(context.state, "handle_job", None)
 
     async def ack() -> None:
@@ -74,13 +79,23 @@ async def run_job(job_id: str, context: Annotated[Context, TaskiqDepends()]) -> 
         # A process without a runner (an API process) never consumes; acknowledge nothing so
         # that a worker gets the message.
         raise RuntimeError("no job runner in this process")
-    await handler(job_id, ack)
+    sent_by = context.message.labels.get(REQUEST_ID_LABEL)
+    request_id = str(sent_by) if sent_by is not None else None
+    with bound(
+        request_id=request_id if request_id and request_ids.is_valid(request_id) else None,
+        job_id=job_id,
+    ):
+        await handler(job_id, ack)
 
 
 async def enqueue(broker: AsyncBroker, job_id: str) -> None:
-    """Send a wake-up for ``job_id``."""
+    """Send a wake-up for ``job_id``, labelled with the current request id (if any)."""
     task = broker.find_task(TASK_NAME)
     if task is None:
         raise RuntimeError(f"task {TASK_NAME} is not registered")
     # A task id of its own per message: several wake-ups for one job may be in flight.
-    await task.kicker().with_task_id(f"{job_id}:{uuid.uuid4().hex[:12]}").kiq(job_id)
+    kicker = task.kicker().with_task_id(f"{job_id}:{uuid.uuid4().hex[:12]}")
+    request_id = current().request_id
+    if request_id is not None:  # the caller's, or the attempt's that asks for a retry
+        kicker = kicker.with_labels(**{REQUEST_ID_LABEL: request_id})
+    await kicker.kiq(job_id)

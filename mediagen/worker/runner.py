@@ -52,6 +52,7 @@ from mediagen.events.settled import SettledNotices
 from mediagen.fetching.policy import TOO_LARGE, TOO_MANY_OUTPUTS
 from mediagen.jobs.progress import ProgressTracker
 from mediagen.jobs.store import ClaimedJob, JobStore, LeaseLost, NewMedia, PredictionOwned
+from mediagen.logs.context import bound
 from mediagen.media.inspect import OutputTooLarge, inspect_stream
 from mediagen.metrics import definitions as metrics
 from mediagen.providers.base import Prediction, PredictionStatus, Provider, ProviderError
@@ -247,11 +248,16 @@ class JobRunner:
                     log.debug("job=%s not claimable (taken, finished or not due)", job_id)
                     return
                 job, event = claimed
-                await self.bus.publish(event)
-                log.info("job=%s pending→running try=%d", job.id, job.attempt)
-                _observe_claim(job, event)
-                with metrics.WORKER_IN_FLIGHT.track_inprogress():
-                    await self._run(job)
+                # The whole attempt (provider and storage calls included) logs under the job's
+                # own request id: a wake-up from the reconciler carries none.
+                with bound(
+                    request_id=job.submit_request_id, tenant=job.tenant, attempt=job.attempt
+                ):
+                    await self.bus.publish(event)
+                    log.info("job=%s pending→running try=%d", job.id, job.attempt)
+                    _observe_claim(job, event)
+                    with metrics.WORKER_IN_FLIGHT.track_inprogress():
+                        await self._run(job)
         except asyncio.CancelledError:
             if not self._draining:
                 raise
@@ -529,6 +535,8 @@ class JobRunner:
             try:
                 prediction = await self.provider.get(prediction.id)
                 errors = 0
+                # One line per poll: DEBUG, so that INFO keeps to the job's story.
+                log.debug("job=%s prediction=%s %s", job.id, prediction.id, prediction.status.value)
             except ProviderError as exc:
                 errors += 1
                 if not exc.transient or errors >= MAX_POLL_ERRORS:
@@ -654,6 +662,9 @@ class JobRunner:
                 key, inspected, content_type=inspected.format.mime_type
             )
             info = inspected.result()
+            log.info(
+                "job=%s stored %s: %d bytes, %s", job.id, key, stored.size_bytes, info.mime_type
+            )
         except OutputTooLarge as exc:
             raise _Permanent(str(exc), code=code_pb2.OUT_OF_RANGE, reason=TOO_LARGE) from exc
         except ProviderError as exc:

@@ -122,7 +122,9 @@ def test_serve_on_loopback_without_keys_starts_open_and_says_so(
     assert httpx.get(f"http://127.0.0.1:{http_port}/api/v1/jobs", timeout=10).status_code == 200
     output = proc.output()
     assert "WITHOUT AUTHENTICATION" in output and "next starts" in output
-    assert "WARNING mediagen.wiring authentication open" in output
+    assert '"level": "WARNING", "logger": "mediagen.wiring", "message": "authentication open' in (
+        output
+    )
 
 
 def test_a_server_with_keys_needs_one(cluster: Cluster, tmp_path: Path) -> None:

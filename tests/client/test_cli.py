@@ -54,6 +54,15 @@ def test_generate_prints_the_job_id_and_status_url(run, fake):
     assert request.labels == {"team": "ads"}
 
 
+def test_x_request_id_goes_with_every_call_of_the_command(run, fake):
+    status, _, err = run("generate", "a red fox", "--watch", "--x-request-id", "owl-42")
+    assert status == EXIT_OK, err
+    sent = [(method, metadata.get("x-request-id")) for method, metadata in fake.service.calls]
+    assert sent == [("GenerateMedia", "owl-42"), ("WatchJob", "owl-42")]
+    assert run("jobs", "list")[0] == EXIT_OK
+    assert "x-request-id" not in fake.service.calls[-1][1]  # none unless asked for
+
+
 def test_generate_watch_out_shows_progress_and_saves_every_media(run, fake, tmp_path):
     out_dir = tmp_path / "out"
 

@@ -311,7 +311,7 @@ async def test_a_shutdown_past_the_grace_hands_back_quietly(
     handed = [line for line in output.splitlines() if "running→pending (worker stopping)" in line]
     handed_ids = [re.search(r"job=(\S+)", line)[1] for line in handed]  # type: ignore[index]
     # One INFO line per job handed back: every job it held (more may have come since).
-    assert all(" INFO " in line for line in handed), output
+    assert all('"level": "INFO"' in line for line in handed), output
     assert len(handed_ids) == len(set(handed_ids)), handed
     assert set(held) <= set(handed_ids) <= {job.id for job in jobs}, (held, handed)
     assert "Traceback" not in output and "CancelledError" not in output, output
