@@ -82,6 +82,7 @@ def test_the_promised_alerts_exist() -> None:
         "MediagenProviderFailureRate",
         "MediagenNoLiveWorker",
         "MediagenLeasesLost",
+        "MediagenDependencyDown",
     }
 
 
