@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 from mediagen.cli.base import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from mediagen.cli.bench import add_bench_command
 from mediagen.cli.chaos import add_chaos_command
 from mediagen.cli.commands import (
     Action,
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_keys_commands(commands)
     add_chaos_command(commands)
+    add_bench_command(commands)
     return parser
 
 
