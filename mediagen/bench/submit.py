@@ -17,7 +17,7 @@ from mediagen.bench.report import BenchReport, Check, at_least, below
 from mediagen.bench.stats import latency, rate
 
 DEFAULT_JOB_SECONDS = 60.0
-WARM_UP_CALLS = 50
+WARM_UP_CALLS = 50  # at most; a tenth of the calls measured
 
 
 def deploy_env(options: BenchOptions) -> Mapping[str, str]:
@@ -32,7 +32,7 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
         await submit_closed(
             stub,
             lambda _: request,
-            jobs=WARM_UP_CALLS,
+            jobs=min(WARM_UP_CALLS, max(1, options.jobs // 10)),
             concurrency=8,
             seconds=10,
             metadata=metadata,

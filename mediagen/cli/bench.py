@@ -163,7 +163,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
     try:
         options = BenchOptions(
-            jobs=args.jobs or DEFAULT_JOBS[args.scenario],
+            jobs=DEFAULT_JOBS[args.scenario] if args.jobs is None else args.jobs,
             seconds=args.seconds,
             concurrency=args.concurrency,
             rate=args.rate,
