@@ -31,6 +31,7 @@ from mediagen.v1 import media_generation_service_pb2 as pb
 STREAMS_PER_CHANNEL = 100  # each channel its own connection, as many clients would be
 BLOCKER_SECONDS = 3600.0  # the emulator's longest; the blocker is cancelled long before
 API_NAMES = ("api", "serve")
+SETTLE_S = 1.0
 _TERMINAL = (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELED)
 
 
@@ -123,6 +124,7 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
         ]
         try:
             await asyncio.wait_for(out.opened.wait(), options.seconds)
+            await asyncio.sleep(min(SETTLE_S, options.idle_s))  # the last opens finish
             async with measured(deployment) as idle:
                 await asyncio.sleep(options.idle_s)
             out.release_at = time.time()
