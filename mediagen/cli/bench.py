@@ -9,9 +9,13 @@ import asyncio
 import json
 import os
 import signal
+from typing import TYPE_CHECKING
 
 from mediagen.cli.base import EXIT_FAILED, EXIT_OK, UsageError
 from mediagen.cli.output import print_error
+
+if TYPE_CHECKING:
+    from mediagen.bench.deploy import Deployment, DeployOptions
 
 #: Each scenario's --jobs when none is given.
 DEFAULT_JOBS = {"submit": 2000, "e2e": 1000, "inflight": 2000, "watch": 10, "copy": 1}
@@ -77,7 +81,14 @@ def add_bench_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         action="store_true",
         help="allow a --target or --emulator-url off loopback",
     )
-    add("--jobs", type=int, metavar="N", help=f"jobs at most (default {DEFAULT_JOBS})")
+    add(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="jobs at most (default: "
+        + ", ".join(f"{name} {jobs}" for name, jobs in DEFAULT_JOBS.items())
+        + ")",
+    )
     add(
         "--seconds",
         type=float,
@@ -133,7 +144,7 @@ def _pids(items: list[str] | None) -> dict[str, int]:
     return pids
 
 
-def _where(args: argparse.Namespace) -> object:
+def _where(args: argparse.Namespace) -> DeployOptions | Deployment:
     from mediagen.bench.deploy import DeployOptions, attached
     from mediagen.chaos.targets import is_loopback_host, require_loopback_url
 
@@ -183,7 +194,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, interrupted)
     try:
-        report = asyncio.run(run_bench(args.scenario, options, where))  # type: ignore[arg-type]
+        report = asyncio.run(run_bench(args.scenario, options, where))
     except (StartupError, ValueError, TimeoutError) as exc:
         print_error(f"bench {args.scenario}: {exc}")
         return EXIT_FAILED
