@@ -62,6 +62,7 @@ class Deployment:
     processes: Mapping[str, int]  # name -> PID of every process measured
     emulator_url: str | None = None  # its /_emulator/stats counts provider requests
     api_key: str | None = None
+    trees: tuple[str, ...] = ()  # processes measured with their children (PostgreSQL)
 
 
 @asynccontextmanager
@@ -85,7 +86,13 @@ async def deployed(options: DeployOptions) -> AsyncIterator[Deployment]:
         pids = {"api": cluster.apis[0].proc.pid}
         pids |= {f"worker{i}": proc.pid for i, proc in enumerate(cluster.workers)}
         pids |= {p.name: p.pid for p in cluster.group.procs if p.name in ("emulator", "redis")}
-        yield Deployment("distributed", cluster.apis[0].target, pids, cluster.emulator_url)
+        trees: tuple[str, ...] = ()
+        if cluster.postgres is not None:
+            pids["postgres"] = _postmaster_pid(cluster.postgres.root / "data")
+            trees = ("postgres",)
+        yield Deployment(
+            "distributed", cluster.apis[0].target, pids, cluster.emulator_url, trees=trees
+        )
     finally:
         await asyncio.to_thread(cluster.stop)
 
@@ -114,6 +121,11 @@ async def _embedded(env: Mapping[str, str]) -> AsyncIterator[Deployment]:
     finally:
         await asyncio.to_thread(group.stop_all)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _postmaster_pid(data_dir: Path) -> int:
+    """The server's PID: the first line of ``postmaster.pid`` in its data directory."""
+    return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
 
 
 def attached(

@@ -38,7 +38,7 @@ class Measured:
 @asynccontextmanager
 async def measured(deployment: Deployment) -> AsyncIterator[Measured]:
     """Meter the deployment's processes and this client (``bench``) for the block."""
-    meter = Meter({**deployment.processes, "bench": os.getpid()})
+    meter = Meter({**deployment.processes, "bench": os.getpid()}, deployment.trees)
     phase = Measured(meter)
     meter.start()
     try:

@@ -1,6 +1,10 @@
 """CPU seconds and memory of processes by PID, read from ``/proc`` (Linux).
 
 Parsing is pure; :func:`read_usage` does the reading. A process that is gone reads as ``None``.
+A server that works in child processes (PostgreSQL's backends) is measured as a tree: its CPU
+is its own, its children's, and that of the children it has reaped (``cutime``), so a backend
+that ends during the interval still counts; its RSS is the parent's alone, as the children
+share most of their memory with it.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -23,12 +27,44 @@ class Usage:
     hwm_kib: int  # VmHWM: the peak RSS (since start, or since the last reset)
 
 
-def cpu_seconds(stat: str, ticks_per_s: int = _TICKS_PER_S) -> float:
-    """User + system CPU seconds from the text of ``/proc/<pid>/stat``."""
+def _stat_fields(stat: str) -> list[str]:
     # The command name (field 2) may hold spaces and parentheses: split after its last ")".
-    fields = stat.rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / ticks_per_s
+    return stat.rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(stat: str, ticks_per_s: int = _TICKS_PER_S, *, reaped: bool = False) -> float:
+    """User + system CPU seconds from the text of ``/proc/<pid>/stat``; with ``reaped``,
+    plus those of the children it has waited for."""
+    fields = _stat_fields(stat)
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / ticks_per_s
+
+
+def parent_pid(stat: str) -> int:
+    return int(_stat_fields(stat)[1])
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="ascii", errors="replace") as file:
+        return file.read()
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid``, its living children and those it reaped; raises OSError when
+    ``pid`` is gone."""
+    total = cpu_seconds(_read(f"/proc/{pid}/stat"), reaped=True)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = _read(f"/proc/{entry}/stat")
+        except OSError:
+            continue  # ended meanwhile: its parent has reaped it, or will
+        if parent_pid(stat) == pid:
+            total += cpu_seconds(stat, reaped=True)
+    return total
 
 
 def status_kib(status: str, name: str) -> int:
@@ -39,12 +75,10 @@ def status_kib(status: str, name: str) -> int:
     return 0
 
 
-def read_usage(pid: int) -> Usage | None:
+def read_usage(pid: int, *, tree: bool = False) -> Usage | None:
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            cpu = cpu_seconds(stat.read())
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-            text = status.read()
+        cpu = tree_cpu_seconds(pid) if tree else cpu_seconds(_read(f"/proc/{pid}/stat"))
+        text = _read(f"/proc/{pid}/status")
     except OSError:
         return None
     return Usage(cpu, status_kib(text, "VmRSS"), status_kib(text, "VmHWM"))
@@ -93,8 +127,11 @@ class Meter:
     """Measures named processes over an interval: CPU by difference, RSS sampled every
     ``interval_s`` on the event loop, and VmHWM (reset at the start where allowed)."""
 
-    def __init__(self, pids: Mapping[str, int], interval_s: float = 0.1) -> None:
+    def __init__(
+        self, pids: Mapping[str, int], trees: Collection[str] = (), interval_s: float = 0.1
+    ) -> None:
         self.pids = dict(pids)
+        self.trees = frozenset(trees)  # names measured with their children
         self.interval_s = interval_s
         self._start: dict[str, Usage] = {}
         self._peak_kib: dict[str, int] = {}
@@ -106,7 +143,7 @@ class Meter:
         loop = asyncio.get_running_loop()
         for name, pid in self.pids.items():
             self._hwm_reset[name] = reset_peak(pid)
-            usage = read_usage(pid)
+            usage = read_usage(pid, tree=name in self.trees)
             if usage is not None:
                 self._start[name] = usage
                 self._peak_kib[name] = usage.rss_kib
@@ -129,7 +166,7 @@ class Meter:
                 await self._task
         figures = []
         for name, pid in self.pids.items():
-            first, last = self._start.get(name), read_usage(pid)
+            first, last = self._start.get(name), read_usage(pid, tree=name in self.trees)
             if first is None or last is None:
                 continue
             peak = max(self._peak_kib.get(name, 0), last.rss_kib)

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
-from mediagen.bench.procfs import ProcessFigures, cpu_seconds, read_usage, status_kib
+from mediagen.bench.procfs import (
+    ProcessFigures,
+    cpu_seconds,
+    read_usage,
+    status_kib,
+    tree_cpu_seconds,
+)
 from mediagen.bench.provider import split_counts
 from mediagen.bench.report import BenchReport, at_least, below, format_text
 from mediagen.bench.stats import latency, max_in_window, percentile
@@ -90,3 +99,20 @@ def test_refused_before_anything_starts(
 ) -> None:
     assert main(argv) == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+def test_a_tree_counts_the_cpu_of_children_alive_and_reaped() -> None:
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    before = tree_cpu_seconds(os.getpid())
+    alive = subprocess.Popen(
+        [sys.executable, "-c", burn + "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        subprocess.run([sys.executable, "-c", burn], check=True)  # reaped at once
+        deadline = time.monotonic() + 10
+        while (usage := read_usage(alive.pid)) is not None and usage.cpu_s < 0.3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert tree_cpu_seconds(os.getpid()) - before >= 0.6
+    finally:
+        alive.communicate(b"", timeout=10)
