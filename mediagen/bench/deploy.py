@@ -85,7 +85,9 @@ async def deployed(options: DeployOptions) -> AsyncIterator[Deployment]:
     try:
         pids = {"api": cluster.apis[0].proc.pid}
         pids |= {f"worker{i}": proc.pid for i, proc in enumerate(cluster.workers)}
-        pids |= {p.name: p.pid for p in cluster.group.procs if p.name in ("emulator", "redis")}
+        pids |= {
+            p.name: p.pid for p in cluster.group.procs if p.name in ("emulator", "redis", "s3")
+        }
         trees: tuple[str, ...] = ()
         if cluster.postgres is not None:
             pids["postgres"] = _postmaster_pid(cluster.postgres.root / "data")

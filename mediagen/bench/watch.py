@@ -1,7 +1,8 @@
 """``watch``: WatchJob streams, open and idle, then live. With the worker taking one job at a
 time, a long "blocker" job is started first and ``--jobs`` jobs queue behind it; ``--streams``
-streams are opened over them (round robin), measured for ``--idle-s`` while nothing happens,
-and then the blocker is cancelled: the queued jobs run, and every event that reaches a stream
+streams are opened over them (round robin, at most 100 opening at once), measured for
+``--idle-s`` while nothing happens (after as long without any stream, for comparison), and
+then the blocker is cancelled: the queued jobs run, and every event that reaches a stream
 is timed from the server's event time to its arrival here.
 
 The idle phase relies on the worker concurrency of 1 this scenario deploys with; against a
@@ -32,6 +33,7 @@ STREAMS_PER_CHANNEL = 100  # each channel its own connection, as many clients wo
 BLOCKER_SECONDS = 3600.0  # the emulator's longest; the blocker is cancelled long before
 API_NAMES = ("api", "serve")
 SETTLE_S = 1.0
+OPENING = 100
 _TERMINAL = (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELED)
 
 
@@ -50,6 +52,8 @@ class Streams:
     errors: Counter[str] = field(default_factory=Counter)
     ended: int = 0  # streams that ended with their job's final event
     release_at: float = float("inf")  # time.time() when the blocker was cancelled
+    #: Streams being opened at once: clients arrive over time, not all in one instant.
+    opening: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(OPENING))
 
     def answered(self, open_s: float | None = None, error: str | None = None) -> None:
         """A stream's first event (after ``open_s``), or its error before any."""
@@ -62,6 +66,7 @@ class Streams:
 
 
 async def _follow(stub: Stub, job_id: str, metadata: Metadata, out: Streams) -> None:
+    await out.opening.acquire()
     began = time.perf_counter()
     first = True
     try:
@@ -69,6 +74,7 @@ async def _follow(stub: Stub, job_id: str, metadata: Metadata, out: Streams) -> 
             arrived = time.time()
             if first:
                 first = False
+                out.opening.release()
                 out.answered(open_s=time.perf_counter() - began)
             sent = reply.event.time.ToNanoseconds() / 1e9
             if sent >= out.release_at:
@@ -77,6 +83,7 @@ async def _follow(stub: Stub, job_id: str, metadata: Metadata, out: Streams) -> 
                 out.ended += 1
     except grpc.aio.AioRpcError as exc:
         if first:
+            out.opening.release()
             out.answered(error=exc.code().name)
         else:
             out.errors[exc.code().name] += 1
@@ -116,6 +123,8 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
         request = job_request("a watched bench fox", latency_s=options.job_seconds)
         ids = [await _submit(stub, request, metadata) for _ in range(options.jobs)]
         stubs = await _channels(stack, deployment.target, options.streams)
+        async with measured(deployment) as quiet:  # the same deployment without streams
+            await asyncio.sleep(options.idle_s)
         followers = [
             asyncio.create_task(
                 _follow(stubs[i // STREAMS_PER_CHANNEL], ids[i % len(ids)], metadata, out)
@@ -136,12 +145,16 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
             for task in followers:
                 task.cancel()
             await asyncio.gather(*followers, return_exceptions=True)
-    return _report(deployment, options, out, idle, live)
+    return _report(deployment, options, out, (quiet, idle, live))
 
 
 def _report(
-    deployment: Deployment, options: BenchOptions, out: Streams, idle: Measured, live: Measured
+    deployment: Deployment,
+    options: BenchOptions,
+    out: Streams,
+    phases: tuple[Measured, Measured, Measured],
 ) -> BenchReport:
+    quiet, idle, live = phases
     errors = sum(out.errors.values())
     events = latency(out.live_s)
     bound_ms = 10.0 if options.streams <= 100 else 100.0
@@ -153,8 +166,11 @@ def _report(
     api = idle.of(*API_NAMES)
     if api is not None:
         checks.append(below(f"{api.name} idle cores < 0.05", api.cores, 0.05))
-    processes = [replace(f, name=f"{f.name} (idle)") for f in idle.figures]
-    processes += [replace(f, name=f"{f.name} (live)") for f in live.figures]
+    processes = [
+        replace(f, name=f"{f.name} ({phase})")
+        for phase, measured_phase in (("no streams", quiet), ("idle", idle), ("live", live))
+        for f in measured_phase.figures
+    ]
     return BenchReport(
         scenario="watch",
         deployment=deployment.kind,
