@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 
@@ -52,6 +52,7 @@ class Streams:
     errors: Counter[str] = field(default_factory=Counter)
     ended: int = 0  # streams that ended with their job's final event
     release_at: float = float("inf")  # time.time() when the blocker was cancelled
+    notes: list[str] = field(default_factory=list)
     #: Streams being opened at once: clients arrive over time, not all in one instant.
     opening: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(OPENING))
 
@@ -87,6 +88,16 @@ async def _follow(stub: Stub, job_id: str, metadata: Metadata, out: Streams) -> 
             out.answered(error=exc.code().name)
         else:
             out.errors[exc.code().name] += 1
+
+
+async def _within(waiting: Awaitable[object], seconds: float) -> bool:
+    """Whether ``waiting`` finished within ``seconds``; a phase that did not is reported, not
+    raised, so the figures of a run that overloads the deployment are not lost."""
+    try:
+        await asyncio.wait_for(waiting, seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _submit(stub: Stub, request: pb.GenerateMediaRequest, metadata: Metadata) -> str:
@@ -132,7 +143,8 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
             for i in range(options.streams)
         ]
         try:
-            await asyncio.wait_for(out.opened.wait(), options.seconds)
+            if not await _within(out.opened.wait(), options.seconds):
+                out.notes.append(f"{len(out.open_s)} streams open after {options.seconds:g}s")
             await asyncio.sleep(min(SETTLE_S, options.idle_s))  # the last opens finish
             async with measured(deployment) as idle:
                 await asyncio.sleep(options.idle_s)
@@ -140,7 +152,10 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
             async with measured(deployment) as live:
                 cancel = pb.CancelJobRequest(id=blocker)
                 await stub.CancelJob(cancel, timeout=CALL_TIMEOUT_S, metadata=metadata)
-                await asyncio.wait_for(asyncio.gather(*followers), options.seconds)
+                if not await _within(asyncio.gather(*followers), options.seconds):
+                    out.notes.append(
+                        f"{out.ended} streams ended {options.seconds:g}s after release"
+                    )
         finally:
             for task in followers:
                 task.cancel()
@@ -191,5 +206,5 @@ def _report(
         latencies={"open -> first event": latency(out.open_s), "event -> client": events},
         processes=processes,
         checks=checks,
-        notes=[f"{code}: {n} streams" for code, n in sorted(out.errors.items())],
+        notes=[*out.notes, *(f"{code}: {n} streams" for code, n in sorted(out.errors.items()))],
     )

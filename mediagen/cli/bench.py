@@ -196,7 +196,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(run_bench(args.scenario, options, where))
     except (StartupError, ValueError, TimeoutError) as exc:
-        print_error(f"bench {args.scenario}: {exc}")
+        print_error(f"bench {args.scenario}: {exc or type(exc).__name__}")
         return EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
