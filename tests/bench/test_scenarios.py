@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,14 +84,19 @@ def bench(*args: str) -> dict[str, Any]:
     return report
 
 
-def assert_sane(report: dict[str, Any], processes: set[str]) -> None:
+def assert_sane(
+    report: dict[str, Any], busy: AbstractSet[str], present: AbstractSet[str] = frozenset({"bench"})
+) -> None:
+    """Latencies ordered; the ``busy`` processes measured with CPU spent, the ``present`` ones
+    (this client, an idle phase: maybe less than a clock tick) measured at all."""
     for lat in report["latencies"].values():
         assert lat["count"] > 0
         assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
     measured = {proc["name"]: proc for proc in report["processes"]}
-    assert processes <= set(measured), measured
-    for name in processes:
-        assert measured[name]["cpu_s"] > 0 and measured[name]["rss_peak_mib"] > 10
+    assert busy | present <= set(measured), measured
+    for name in busy | present:
+        assert measured[name]["cpu_s"] >= 0 and measured[name]["rss_peak_mib"] > 10
+    assert all(measured[name]["cpu_s"] > 0 for name in busy), measured
     assert report["checks"] and all(isinstance(c["ok"], bool) for c in report["checks"])
 
 
@@ -103,7 +109,7 @@ def test_e2e_counts_every_job_to_its_completion(serve: Serve) -> None:
     assert (figures["submitted"], figures["succeeded"], figures["unfinished"]) == (12, 12, 0)
     assert figures["completed_per_s"] > 0 and figures["makespan_seconds"] > 0
     assert report["latencies"]["create -> complete"]["count"] == 12
-    assert_sane(report, {"serve", "bench"})
+    assert_sane(report, {"serve"})
 
 
 def test_inflight_counts_one_create_per_job_at_the_emulator(serve: Serve) -> None:
@@ -112,7 +118,7 @@ def test_inflight_counts_one_create_per_job_at_the_emulator(serve: Serve) -> Non
     assert (figures["submitted"], figures["succeeded"], figures["failed"]) == (10, 10, 0)
     assert figures["provider_creates"] == 10 == figures["max_creates_per_min"]
     assert figures["provider_other_requests"] >= 10  # at least one poll each
-    assert_sane(report, {"serve", "bench"})
+    assert_sane(report, {"serve"})
     assert {c["target"] for c in report["checks"]} >= {"serve cores < 0.5", "creates/min <= 600"}
 
 
@@ -134,7 +140,7 @@ def test_watch_times_events_after_an_idle_phase(serve: Serve) -> None:
     # Each stream sees at least its job start and succeed, both after the release.
     assert figures["live_events"] >= 12
     assert report["latencies"]["open -> first event"]["count"] == 6
-    assert_sane(report, {"serve (idle)", "serve (live)"})
+    assert_sane(report, {"serve (live)"}, {"serve (no streams)", "serve (idle)", "bench (live)"})
 
 
 def test_submit_closed_and_open_loop(serve: Serve) -> None:
@@ -144,7 +150,7 @@ def test_submit_closed_and_open_loop(serve: Serve) -> None:
     assert closed["figures"]["calls"] == closed["figures"]["accepted"] == 15
     assert closed["figures"]["accepted_per_s"] > 0
     assert closed["latencies"]["GenerateMedia"]["count"] == 15
-    assert_sane(closed, {"serve", "bench"})
+    assert_sane(closed, {"serve"})
 
     opened = bench("submit", "--jobs", "10", "--rate", "40", "--job-seconds", "1", *serve.args())
     assert opened["figures"]["accepted"] == 10 and opened["settings"]["rate"] == 40
