@@ -12,11 +12,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mediagen.bench.options import DEPLOY_KINDS
 from mediagen.chaos.cluster import Cluster, ClusterOptions, base_env
 from mediagen.chaos.processes import ProcessGroup, free_port, wait_for_grpc_health
 from mediagen.config import Settings
-
-KINDS = ("embedded", "distributed")
 
 #: The production defaults of what the chaos cluster tunes for fast failure detection: a bench
 #: measures the service as it is configured by default.
@@ -49,8 +48,8 @@ class DeployOptions:
     env: Mapping[str, str] = field(default_factory=dict)  # the scenario's settings
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"deployment must be one of {', '.join(KINDS)}")
+        if self.kind not in DEPLOY_KINDS:
+            raise ValueError(f"deployment must be one of {', '.join(DEPLOY_KINDS)}")
         if self.kind == "embedded" and self.storage != "local":
             raise ValueError("the embedded deployment stores files locally")
 

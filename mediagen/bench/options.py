@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MiB = 1024 * 1024
+#: The scenarios (one module each, see :mod:`mediagen.bench.runner`) and the deployments a
+#: run can start; here, so the command line lists them without importing the scenarios.
+SCENARIO_NAMES = ("submit", "e2e", "inflight", "watch", "copy")
+DEPLOY_KINDS = ("embedded", "distributed")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class ClusterOptions:
     redis_start_cmd: str | None = None
     workdir: Path | None = None  # logs and data; a temporary directory by default
     keep_workdir: bool = False
-    apis: int = 2
+    apis: int = 2  # API processes (mediagen bench measures one)
     #: Settings that replace the run's own (``mediagen bench`` uses production timings).
     extra_env: tuple[tuple[str, str], ...] = ()
 

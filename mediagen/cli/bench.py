@@ -22,8 +22,7 @@ DEFAULT_JOBS = {"submit": 2000, "e2e": 1000, "inflight": 2000, "watch": 10, "cop
 
 
 def add_bench_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from mediagen.bench.deploy import KINDS
-    from mediagen.bench.runner import SCENARIOS
+    from mediagen.bench.options import DEPLOY_KINDS, SCENARIO_NAMES
 
     bench = commands.add_parser(
         "bench",
@@ -33,10 +32,10 @@ def add_bench_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "the processes it can see, and each target met or not.",
     )
     add = bench.add_argument
-    add("scenario", choices=tuple(SCENARIOS), metavar="SCENARIO", help=", ".join(SCENARIOS))
+    add("scenario", choices=SCENARIO_NAMES, metavar="SCENARIO", help=", ".join(SCENARIO_NAMES))
     add(
         "--deploy",
-        choices=KINDS,
+        choices=DEPLOY_KINDS,
         default="embedded",
         help="the deployment to start (default embedded)",
     )

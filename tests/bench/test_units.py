@@ -80,6 +80,13 @@ def test_report_as_text_and_json() -> None:
     assert data["latencies"]["GenerateMedia"]["p99_ms"] == 2.0
 
 
+def test_the_command_line_lists_every_scenario() -> None:
+    from mediagen.bench.options import SCENARIO_NAMES
+    from mediagen.bench.runner import SCENARIOS
+
+    assert tuple(SCENARIOS) == SCENARIO_NAMES
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
