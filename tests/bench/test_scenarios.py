@@ -1,8 +1,8 @@
 """Every ``mediagen bench`` scenario at a tiny size, run as the command a user types, against
 a real ``mediagen serve`` process (SQLite, the in-process queue, its bundled emulator): copy
-starts its own deployment, the others are pointed at one started here with ``--target``,
-``--pid`` and ``--emulator-url``. Each report must count what was asked and measure the
-processes it was given.
+starts its own deployment (and e2e, at the end, a private distributed one); the others are
+pointed at one started here with ``--target``, ``--pid`` and ``--emulator-url``. Each report
+must count what was asked and measure the processes it was given.
 
 The shared one runs one job at a time, as the watch scenario's own deployment does (its idle
 phase holds the watched jobs behind a blocker), with quick polls so that costs little."""
@@ -156,3 +156,11 @@ def test_submit_closed_and_open_loop(serve: Serve) -> None:
     assert opened["figures"]["accepted"] == 10 and opened["settings"]["rate"] == 40
     assert opened["figures"]["seconds"] >= 9 / 40  # the tenth call is due after 9/40 s
     assert any(c["target"].startswith("p99 < 25 ms") for c in opened["checks"])
+
+
+def test_e2e_on_a_private_distributed_deployment() -> None:
+    report = bench("e2e", "--deploy", "distributed", "--jobs", "5", "--concurrency", "2")
+    assert report["deployment"] == "distributed"
+    assert (report["figures"]["submitted"], report["figures"]["succeeded"]) == (5, 5)
+    # Every process of the deployment measured, PostgreSQL with its backends.
+    assert_sane(report, {"api", "worker0"}, {"emulator", "redis", "postgres", "bench"})
