@@ -54,12 +54,17 @@ class ClusterOptions:
     redis_start_cmd: str | None = None
     workdir: Path | None = None  # logs and data; a temporary directory by default
     keep_workdir: bool = False
+    apis: int = 2  # API processes (mediagen bench measures one)
+    #: Settings that replace the run's own (``mediagen bench`` uses production timings).
+    extra_env: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.storage not in ("local", "s3"):
             raise ValueError("storage must be local or s3")
         if not 1 <= self.workers <= 8:
             raise ValueError("workers must be 1 to 8 (the machine is shared)")
+        if not 1 <= self.apis <= 2:
+            raise ValueError("apis must be 1 or 2")
         for name in ("database_url", "redis_url"):
             url = getattr(self, name)
             if url is not None:
@@ -107,7 +112,7 @@ class Cluster:
         """Start everything; on failure stop what was started and raise."""
         root = options.workdir or Path(tempfile.mkdtemp(prefix="mediagen-chaos-"))
         (root / "logs").mkdir(parents=True, exist_ok=True)
-        group = ProcessGroup(root / "logs", _base_env())
+        group = ProcessGroup(root / "logs", base_env())
         cluster = cls(options, root, group)
         try:
             await cluster._start_all()
@@ -161,7 +166,7 @@ class Cluster:
             "MEDIAGEN_RETRY_MAX_S": "1",
             "MEDIAGEN_SHUTDOWN_GRACE_S": "1",
             "MEDIAGEN_LOG_LEVEL": "INFO",
-        }
+        } | dict(o.extra_env)
         if o.storage == "s3":
             env |= {
                 "STORAGE_TYPE": "s3",
@@ -177,7 +182,7 @@ class Cluster:
             raise StartupError(f"mediagen migrate failed:\n{migrate.tail()}")
         emulator = self.group.start_mediagen("emulator", "emulator")
         await wait_for_http(f"{self.emulator_url}/_emulator/health", emulator)
-        for i in range(2):
+        for i in range(o.apis):
             port = free_port()
             self.apis.append(Api(f"127.0.0.1:{port}", await self._start_api(i, port)))
         self._worker_ports = [free_port() for _ in range(o.workers)]
@@ -265,7 +270,7 @@ class Cluster:
             subprocess.run(["rm", "-rf", str(self.root)], check=False)
 
 
-def _base_env() -> dict[str, str]:
+def base_env() -> dict[str, str]:
     """This process's environment without any setting of the service (the run sets its own)."""
     env = {
         key: value

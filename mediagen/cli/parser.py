@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mediagen.cli.ages import parse_age
 from mediagen.cli.base import DEFAULT_TIMEOUT_S, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from mediagen.cli.bench import add_bench_command
 from mediagen.cli.chaos import add_chaos_command
 from mediagen.cli.commands import (
     Action,
@@ -249,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_keys_commands(commands)
     add_chaos_command(commands)
+    add_bench_command(commands)
     return parser
 
 
