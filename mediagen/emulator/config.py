@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mediagen.config import Settings
+from mediagen.emulator.ratelimits import REPLICATE_LIMITS
+from mediagen.providers.rates import Rates
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class EmulatorConfig:
     default_height: int = 1024
     webhook_secret: str = "whsec_ZW11bGF0b3Itd2ViaG9vay1zaWduaW5nLWtleQ=="
     shutdown_grace_s: float = 1.0  # open requests (sync waits, downloads) get this long at stop
+    limits: Rates = REPLICATE_LIMITS  # per-account budgets (mediagen/emulator/ratelimits.py)
 
     def __post_init__(self) -> None:
         # Raised at start-up, never per request: a bad config is a developer mistake.
@@ -38,5 +42,14 @@ class EmulatorConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> EmulatorConfig:
         """The emulator ``mediagen serve``/``mediagen emulator`` run: latency and token from
-        settings (a token, when set, is then required as it would be by Replicate)."""
-        return cls(latency_s=settings.emulator_latency_s, api_token=settings.replicate_api_token)
+        settings (a token, when set, is then required as it would be by Replicate), and its
+        rate limits."""
+        return cls(
+            latency_s=settings.emulator_latency_s,
+            api_token=settings.replicate_api_token,
+            limits=dataclasses.replace(
+                REPLICATE_LIMITS,
+                creates_per_min=settings.emulator_creates_per_min,
+                requests_per_min=settings.emulator_requests_per_min,
+            ),
+        )

@@ -48,6 +48,7 @@ from mediagen.media.inspect import OutputTooLarge, inspect_stream
 from mediagen.metrics import definitions as metrics
 from mediagen.providers.base import Prediction, PredictionStatus, Provider, ProviderError
 from mediagen.providers.marker import Marker
+from mediagen.providers.rates import poll_spacing_s, provider_rates
 from mediagen.redaction import clean_upstream
 from mediagen.storage.base import Storage, StorageError
 from mediagen.v1 import job_pb2
@@ -214,6 +215,7 @@ class JobRunner:
         self._running: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._draining = False
+        self._rates = provider_rates(settings)
         metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
 
     async def handle(self, job_id: str, ack: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -502,10 +504,10 @@ class JobRunner:
                     with contextlib.suppress(ProviderError):  # best effort; keep polling anyway
                         prediction = await self.provider.cancel(prediction.id)
                         continue
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._poll_wait_s(delay))
             else:
                 with contextlib.suppress(TimeoutError):  # a cancel request cuts the wait short
-                    await asyncio.wait_for(attempt.cancel.wait(), delay)
+                    await asyncio.wait_for(attempt.cancel.wait(), self._poll_wait_s(delay))
             delay = min(delay * 1.5, self.settings.poll_interval_max_s)
             try:
                 prediction = await self.provider.get(prediction.id)
@@ -515,6 +517,12 @@ class JobRunner:
                 if not exc.transient or errors >= MAX_POLL_ERRORS:
                     raise self._translate(exc) from exc
                 log.warning("job=%s poll failed (%s); retrying", job.id, clean_upstream(str(exc)))
+
+    def _poll_wait_s(self, backoff_s: float) -> float:
+        """The backed-off poll interval, stretched so this worker's polls of every job it has
+        in flight fit the request budget (the shared limiter is the hard cap across workers)."""
+        in_flight = min(len(self._running), self.settings.worker_concurrency)
+        return max(backoff_s, poll_spacing_s(in_flight, self._rates))
 
     async def _record_progress(self, job: ClaimedJob, value: float) -> None:
         event = await self.store.progress(job.id, self.owner, round(value, 4))
