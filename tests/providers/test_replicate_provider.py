@@ -138,16 +138,20 @@ async def test_429_is_transient_with_the_retry_hint(
     assert (error.transient, error.ambiguous, error.retry_after_s) == (True, False, 7.0)
 
 
-async def test_429_on_get_after_the_clients_own_retries(
-    provider: ReplicateProvider, emulator: RunningEmulator
+@pytest.mark.parametrize("header", [True, False])
+async def test_429_on_get_comes_back_at_once_not_after_the_clients_own_retries(
+    provider: ReplicateProvider, emulator: RunningEmulator, header: bool
 ) -> None:
+    """1.0.7 would resend the GET nine times, waiting what Retry-After says, past any shared
+    pause; the provider hands the first 429 back with its hint instead."""
     created = await provider.create(SDXL, INPUT)
-    emulator.emulator.inject(Throttle(route=Route.GET, retry_after_s=0, times=None))
+    emulator.emulator.inject(Throttle(route=Route.GET, retry_after_s=3, header=header, times=None))
 
     error = await failure(provider.get(created.id))
 
-    assert (error.transient, error.retry_after_s) == (True, 0.0)
-    assert emulator.emulator.stats_json()["requests"]["get"] == 10  # 1.0.7 tries 10 times
+    assert (error.transient, error.status, error.retry_after_s) == (True, 429, 3.0)
+    assert "Request was throttled" in str(error)
+    assert emulator.emulator.stats_json()["requests"]["get"] == 1
 
 
 @pytest.mark.parametrize(
