@@ -113,7 +113,7 @@ async def test_a_wait_past_the_maximum_is_an_error_not_a_hang() -> None:
         {Budget.CREATE: LocalRateLimiter(bucket)}, LocalPauses(), max_wait_s=0.05
     )
     await budget.acquire(Budget.CREATE)
-    with pytest.raises(BudgetExhausted, match="create budget within 0.05s"):
+    with pytest.raises(BudgetExhausted, match=r"create budget within 0\.05s"):
         await budget.acquire(Budget.CREATE)
 
 
