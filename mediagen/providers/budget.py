@@ -54,7 +54,7 @@ class Pauses(Protocol):
         ...
 
     async def pause(self, seconds: float) -> None:
-        """Pause every caller for ``seconds`` from now (the latest 429 decides)."""
+        """Pause every caller for ``seconds`` from now, unless a longer pause is on."""
         ...
 
     async def close(self) -> None: ...
@@ -71,7 +71,7 @@ class LocalPauses:
         return max(0.0, self._until_s - self._clock())
 
     async def pause(self, seconds: float) -> None:
-        self._until_s = self._clock() + seconds
+        self._until_s = max(self._until_s, self._clock() + seconds)
 
     async def close(self) -> None:
         pass
@@ -99,8 +99,13 @@ class RedisPauses:
 
     async def pause(self, seconds: float) -> None:
         await self._local.pause(seconds)
+        ttl_ms = max(1, round(seconds * 1000))
         try:
-            await self._redis.set(self.key, b"1", px=max(1, round(seconds * 1000)))
+            # Only ever lengthened: a later 429 with a shorter hint must not cut a pause short.
+            # (Two steps, not atomic: two 429s at once may keep the shorter; harmless.)
+            if not await self._redis.set(self.key, b"1", px=ttl_ms, nx=True):
+                if await self._redis.pttl(self.key) < ttl_ms:
+                    await self._redis.pexpire(self.key, ttl_ms)
         except (RedisError, OSError) as exc:
             log.warning("provider budget pause not shared (Redis unreachable): %s", exc)
 
@@ -156,8 +161,6 @@ class RequestBudget:
         """Wait for a token of ``budget`` (and for any pause to end); returns the seconds
         waited. :class:`BudgetExhausted` after ``max_wait_s``."""
         limiter = self._limiters.get(budget)
-        if limiter is None:
-            return 0.0
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._max_wait_s), self._lines[budget]:
@@ -166,6 +169,8 @@ class RequestBudget:
                     if paused_s > 0:
                         await self._sleep(paused_s)
                         continue
+                    if limiter is None:  # no budget, but a 429's pause holds all the same
+                        break
                     decision = await self._take(budget, limiter)
                     if decision.allowed:
                         break

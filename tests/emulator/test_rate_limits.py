@@ -3,27 +3,15 @@ calls) a call gets Replicate's 429 with ``retry_after`` and ``Retry-After``, and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import httpx
 
 from mediagen.emulator import RunningEmulator
 from mediagen.providers.rates import Rates
 from tests.emulator.helpers import SDXL
-from tests.fixtures.emulator import EmulatorFactory, wait_until
-
-_T = TypeVar("_T")
+from tests.fixtures.emulator import EmulatorFactory, sync_probe, wait_until
 
 #: 60 creates and 120 other calls a minute, 2 s of each at once: bursts of 2 and 4.
 TINY = Rates(creates_per_min=60, requests_per_min=120, burst_s=2)
-
-
-def _async(read: Callable[[], _T]) -> Callable[[], Awaitable[_T]]:
-    async def probe() -> _T:
-        return read()
-
-    return probe
 
 
 def _client(running: RunningEmulator, token: str) -> httpx.AsyncClient:
@@ -75,7 +63,7 @@ async def test_other_calls_have_their_own_budget_per_account(
         other = await second.get("/v1/predictions")
         # Output files come from the delivery host: never counted against the API budget.
         done = await wait_until(
-            _async(lambda: running.emulator.render(running.emulator.get(prediction_id), "")),
+            sync_probe(lambda: running.emulator.render(running.emulator.get(prediction_id), "")),
             lambda data: data["status"] == "succeeded",
         )
         file = await first.get(done["output"][0])

@@ -80,7 +80,11 @@ async def test_calls_past_the_burst_wait_for_their_token() -> None:
         await budget.acquire(Budget.CREATE)
 
     assert fake.sleeps == [1.0, 1.0]  # two at once, then one a second
-    assert await budget.acquire(Budget.OTHER) == 0.0  # a budget turned off never waits
+    await budget.acquire(Budget.OTHER)  # a budget turned off never waits for tokens...
+    assert fake.sleeps == [1.0, 1.0]
+    await budget.throttled(5.0)
+    await budget.acquire(Budget.OTHER)  # ...but it waits out a 429's pause
+    assert fake.sleeps == [1.0, 1.0, 5.0]
 
 
 async def test_a_429_pauses_the_next_calls_for_its_hint_bounded() -> None:
@@ -92,6 +96,9 @@ async def test_a_429_pauses_the_next_calls_for_its_hint_bounded() -> None:
     assert fake.sleeps == [3.0]
     assert await budget.throttled(None) == DEFAULT_PAUSE_S
     assert await budget.throttled(3600.0) == MAX_PAUSE_S
+    await budget.throttled(1.0)  # a shorter hint does not cut the longer pause short
+    await budget.acquire(Budget.CREATE)
+    assert fake.sleeps == [3.0, MAX_PAUSE_S]
 
 
 async def test_waiters_stand_in_line_and_only_the_head_asks_the_bucket() -> None:
@@ -145,6 +152,7 @@ async def test_a_429_seen_by_one_pauses_the_other(
 ) -> None:
     first, second = shared_pair
     await first.throttled(0.4)
+    await first.throttled(0.01)  # never shortened by a later, shorter hint
     assert await second.acquire(Budget.CREATE) >= 0.3
 
 
