@@ -103,9 +103,9 @@ class RedisPauses:
         try:
             # Only ever lengthened: a later 429 with a shorter hint must not cut a pause short.
             # (Two steps, not atomic: two 429s at once may keep the shorter; harmless.)
-            if not await self._redis.set(self.key, b"1", px=ttl_ms, nx=True):
-                if await self._redis.pttl(self.key) < ttl_ms:
-                    await self._redis.pexpire(self.key, ttl_ms)
+            created = await self._redis.set(self.key, b"1", px=ttl_ms, nx=True)
+            if not created and await self._redis.pttl(self.key) < ttl_ms:
+                await self._redis.pexpire(self.key, ttl_ms)
         except (RedisError, OSError) as exc:
             log.warning("provider budget pause not shared (Redis unreachable): %s", exc)
 
