@@ -274,6 +274,7 @@ class ReplicateProvider:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
         max_connections: int = 100,
+        pool_timeout_s: float = 10.0,
         download_connections: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         output_hosts: Sequence[str] = DELIVERY_HOSTS,
@@ -281,7 +282,7 @@ class ReplicateProvider:
         fetch_limits: FetchLimits | None = None,
         webhook_url: str | None = None,
     ) -> None:
-        timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=10.0)
+        timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=pool_timeout_s)
         self._deadline_s = connect_timeout_s + read_timeout_s
         self._webhook_url = webhook_url
         # One slot per connection: a call waits here, outside its deadline, never in the pool.
