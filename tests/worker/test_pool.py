@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 
 from mediagen.config import Settings
@@ -46,7 +47,7 @@ async def store(postgres_url: str) -> AsyncIterator[JobStore]:
 
 
 async def test_100_jobs_in_flight_over_4_connections(
-    store: JobStore, emulator_factory: EmulatorFactory
+    store: JobStore, emulator_factory: EmulatorFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     emulator = await emulator_factory(
         latency_s=0.3, progress_steps=1, limits=Rates(creates_per_min=0, requests_per_min=0)
@@ -85,6 +86,8 @@ async def test_100_jobs_in_flight_over_4_connections(
 
     failed = [j.error.message for j in done if j.status != job_pb2.JOB_STATE_SUCCEEDED]
     assert failed == []
+    # Not even a poll failed (the runner tolerates a few in a row, and would say so).
+    assert [r.getMessage() for r in caplog.records if "PoolTimeout" in r.getMessage()] == []
     assert await predictions_by_marker(emulator.base_url) == dict.fromkeys(jobs, 1)
 
 
