@@ -72,7 +72,6 @@ async def deployment(
         "MEDIAGEN_OUTPUT_HOSTS": emulator.host_port,
         "MEDIAGEN_PROVIDER_CREATES_PER_MIN": str(CREATES_PER_MIN),
         "MEDIAGEN_PROVIDER_REQUESTS_PER_MIN": str(REQUESTS_PER_MIN),
-        "MEDIAGEN_PROVIDER_BUDGET_PREFIX": f"mediagen-test:{uuid.uuid4().hex[:10]}:budget:",
         "MEDIAGEN_POLL_INTERVAL_S": "0.2",
         "MEDIAGEN_POLL_INTERVAL_MAX_S": "0.5",
         "MEDIAGEN_RETRY_BASE_S": "0.2",
