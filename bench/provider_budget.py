@@ -10,7 +10,9 @@ counters every few seconds until every job is final, and prints:
 
 - jobs succeeded / failed (with the first errors), and the wall time;
 - the emulator's 429s from its own limits (the target is 0: the worker stayed inside the budget);
-- the busiest 60 s window of creates and of other API calls, next to the budget.
+- the busiest 60 s window of creates and of other API calls, next to the budget;
+- predictions per job (by the marker each create carries; the target is exactly 1), and the
+  attempts the worker sent back to wait, by reason (from its log).
 
 The target (issue 10): ``--jobs 2000 --latency-s 30``, 0 failed (before the shared budget and
 the sized pool: 1,676 failed with ``PoolTimeout``), requests within the budget.
@@ -32,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,11 +45,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.worker_s3_rss import base_env, fresh_database, fresh_queue, running
+from mediagen.providers.marker import Marker
 from mediagen.providers.rates import Rates
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
-from tests.fixtures.processes import Cluster, free_port, wait_for_grpc_health, wait_for_http
+from tests.fixtures.processes import Cluster, Proc, free_port, wait_for_grpc_health, wait_for_http
 
 TOKEN = "r8_provider_budget_bench_token"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -120,7 +123,33 @@ async def failed_messages(target: str, ids: list[str]) -> list[str]:
         ]
 
 
-async def measure(args: argparse.Namespace, target: str, emulator_url: str, db: str) -> int:
+async def predictions_per_job(emulator_url: str) -> Counter[int]:
+    """How many jobs have 1, 2, ... predictions, read through the list endpoint."""
+    per_job: Counter[str] = Counter()
+    url: str | None = f"{emulator_url}/v1/predictions"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+        while url:
+            page = (await http.get(url)).json()
+            for item in page["results"]:
+                marker = Marker.from_webhook_url(item.get("webhook"))
+                per_job[marker.job_id if marker else "(no marker)"] += 1
+            url = page["next"]
+    return Counter(per_job.values())
+
+
+def retries_by_reason(worker: Proc) -> Counter[str]:
+    """The worker's "running→pending ... retry in Ns: <why>" lines, by the start of the why."""
+    reasons: Counter[str] = Counter()
+    for line in worker.output().splitlines():
+        if "running→pending" in line and "retry in" in line:
+            reasons[line.split(": ", 1)[-1][:60]] += 1
+    return reasons
+
+
+async def measure(
+    args: argparse.Namespace, target: str, emulator_url: str, db: str, worker: Proc
+) -> int:
     started = time.monotonic()
     ids = await submit(target, args.jobs)
     print(f"submitted {len(ids)} jobs in {time.monotonic() - started:.1f}s", flush=True)
@@ -154,6 +183,9 @@ async def measure(args: argparse.Namespace, target: str, emulator_url: str, db: 
         f"(budget {budget.creates_per_min:.0f}), {calls.peak_other} other calls "
         f"(budget {budget.requests_per_min:.0f})"
     )
+    per_job = await predictions_per_job(emulator_url)
+    print(f"jobs by number of predictions: {dict(sorted(per_job.items()))}")
+    print(f"attempts sent back to wait: {dict(retries_by_reason(worker)) or 0}")
     if failed:
         for message in await failed_messages(target, await first_errors(db)):
             print(f"  failed: {message}")
@@ -161,6 +193,7 @@ async def measure(args: argparse.Namespace, target: str, emulator_url: str, db: 
         failed == 0
         and sum(stats["throttled"].values()) == 0
         and counts.get("succeeded") == args.jobs
+        and set(per_job) == {1}
     )
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
@@ -209,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # the set-up, not the measurement, broke
             print(f"set-up failed: {exc}", file=sys.stderr)
             return 2
-        return asyncio.run(measure(args, f"127.0.0.1:{api_port}", emulator_url, database_url))
+        return asyncio.run(
+            measure(args, f"127.0.0.1:{api_port}", emulator_url, database_url, worker)
+        )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ the delivery hosts and are not counted). A 429 pauses every worker
 (:meth:`RequestBudget.throttled`) and the call is sent again after the pause, up to
 :data:`MAX_THROTTLED_TRIES` times: a 429 is a definite "not done", so even a create may be
 repeated without paying twice. The budget wait sits outside the call's own deadline, so a long
-wait never makes a create look unanswered.
+wait never makes a create look unanswered, and a create is recorded as requested (the
+``before_send`` hook) only once its token is in hand: a look-up by marker then searches around
+the time it was really sent, not minutes before.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from mediagen.metrics import definitions as m
-from mediagen.providers.base import Prediction, Provider, ProviderError
+from mediagen.providers.base import BeforeSend, Prediction, Provider, ProviderError
 from mediagen.providers.budget import BudgetExhausted, RequestBudget
 from mediagen.providers.marker import Marker
 from mediagen.providers.rates import Budget
@@ -58,10 +60,18 @@ class BudgetedProvider:
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def create(
-        self, model: str, model_input: Mapping[str, Any], *, marker: Marker | None = None
+        self,
+        model: str,
+        model_input: Mapping[str, Any],
+        *,
+        marker: Marker | None = None,
+        before_send: BeforeSend | None = None,
     ) -> Prediction:
+        # ``before_send`` reaches the inner provider, so it runs after the wait for a token.
         return await self._spend(
-            Budget.CREATE, "create", lambda: self.inner.create(model, model_input, marker=marker)
+            Budget.CREATE,
+            "create",
+            lambda: self.inner.create(model, model_input, marker=marker, before_send=before_send),
         )
 
     async def get(self, prediction_id: str) -> Prediction:

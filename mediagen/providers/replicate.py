@@ -42,7 +42,7 @@ from mediagen.config import Settings
 from mediagen.fetching.fetcher import FetchLimits, OutputFetcher
 from mediagen.fetching.policy import DELIVERY_HOSTS, FetchPolicy
 from mediagen.providers.ambiguity import Answer, classify
-from mediagen.providers.base import Prediction, PredictionStatus, ProviderError
+from mediagen.providers.base import BeforeSend, Prediction, PredictionStatus, ProviderError
 from mediagen.providers.marker import WEBHOOK_EVENTS, Marker
 from mediagen.providers.rates import pool_size, provider_rates
 from mediagen.providers.retry_hint import retry_after_s
@@ -337,7 +337,12 @@ class ReplicateProvider:
         )
 
     async def create(
-        self, model: str, model_input: Mapping[str, Any], *, marker: Marker | None = None
+        self,
+        model: str,
+        model_input: Mapping[str, Any],
+        *,
+        marker: Marker | None = None,
+        before_send: BeforeSend | None = None,
     ) -> Prediction:
         ref = ModelRef.parse(model)
         params: dict[str, Any] = {}
@@ -348,6 +353,8 @@ class ReplicateProvider:
                 "webhook": marker.webhook_url(self._webhook_url),
                 "webhook_events_filter": list(WEBHOOK_EVENTS),
             }
+        if before_send is not None:
+            await before_send()
         try:
             async with self._call(creating=True):
                 if ref.version is None:

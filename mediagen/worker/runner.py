@@ -396,10 +396,19 @@ class JobRunner:
 
     async def _create(self, attempt: _Attempt) -> Prediction:
         job = attempt.job
-        await self._shielded(self.store.mark_prediction_requested(job.id, self.owner, job.attempt))
+
+        async def requested() -> None:
+            # After any wait for the request budget: the look-up window starts at the send.
+            await self._shielded(
+                self.store.mark_prediction_requested(job.id, self.owner, job.attempt)
+            )
+
         try:
             prediction = await self.provider.create(
-                job.model, job.model_input, marker=Marker(job.id, job.attempt)
+                job.model,
+                job.model_input,
+                marker=Marker(job.id, job.attempt),
+                before_send=requested,
             )
         except ProviderError as exc:
             if not exc.ambiguous:  # a definite answer: nothing was made

@@ -204,3 +204,31 @@ async def test_a_call_throttled_every_time_goes_back_to_the_job(
         await budgeted.get("no-matter")
     assert (caught.value.status, caught.value.transient) == (429, True)
     assert emulator.emulator.stats_json()["requests"]["get"] == MAX_THROTTLED_TRIES
+
+
+async def test_a_create_is_recorded_as_requested_only_once_its_token_is_in_hand(
+    emulator: RunningEmulator,
+) -> None:
+    """The runner marks a create requested in ``before_send``; the marker look-up after a lost
+    answer searches around that time, so it must be the send, not the start of a budget wait."""
+    provider = BudgetedProvider(
+        ReplicateProvider(api_token="r8_test", base_url=emulator.base_url),
+        RequestBudget.build(Rates(creates_per_min=300, requests_per_min=0, burst_s=0.1)),
+    )
+    marks: list[float] = []
+
+    async def requested() -> None:
+        marks.append(time.monotonic())
+
+    try:
+        await provider.create("stability-ai/sdxl", {"prompt": "first"})  # spends the burst
+        started = time.monotonic()
+        emulator.emulator.inject(Throttle(route=Route.CREATE, retry_after_s=1, times=1))
+        await provider.create("stability-ai/sdxl", {"prompt": "second"}, before_send=requested)
+    finally:
+        await provider.close()
+
+    # 5 creates a second: the token came 0.2 s later; the 429's resend is marked anew.
+    assert len(marks) == 2
+    assert marks[0] - started >= 0.15
+    assert marks[1] - marks[0] >= 0.9
