@@ -187,7 +187,7 @@ class Settings:
     provider_creates_per_min: float = 600.0
     provider_requests_per_min: float = 3000.0  # every other call: get, cancel, list
     provider_budget_prefix: str = "mediagen:provider-budget:"  # Redis keys of the budget
-    provider_budget_max_wait_s: float = 600.0  # a call waits this long for the budget at most
+    provider_budget_max_wait_s: float = 600.0  # longest wait for the budget (0: no bound)
     # Connections to the provider's API per process; 0: sized from the concurrency and budget.
     provider_max_connections: int = 0
 

@@ -159,11 +159,11 @@ class RequestBudget:
 
     async def acquire(self, budget: Budget) -> float:
         """Wait for a token of ``budget`` (and for any pause to end); returns the seconds
-        waited. :class:`BudgetExhausted` after ``max_wait_s``."""
+        waited. :class:`BudgetExhausted` after ``max_wait_s`` (0: no bound)."""
         limiter = self._limiters.get(budget)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._max_wait_s), self._lines[budget]:
+            async with asyncio.timeout(self._max_wait_s or None), self._lines[budget]:
                 while True:
                     paused_s = await self._pauses.remaining_s()
                     if paused_s > 0:
