@@ -212,6 +212,14 @@ class Settings:
     # After a create without a definite answer, a prediction that late may still appear: a lookup
     # finding nothing is trusted only this long after the lost create (docs/predictions.md).
     ambiguous_settle_s: float = 30.0
+    # The account's request budget, shared by every worker (through Redis when it is set); 0
+    # turns one off. Replicate's limits by default (mediagen/providers/budget.py).
+    provider_creates_per_min: float = 600.0
+    provider_requests_per_min: float = 3000.0  # every other call: get, cancel, list
+    provider_budget_prefix: str = "mediagen:provider-budget:"  # Redis keys of the budget
+    provider_budget_max_wait_s: float = 600.0  # longest wait for the budget (0: no bound)
+    # Connections to the provider's API per process; 0: sized from the concurrency and budget.
+    provider_max_connections: int = 0
 
     storage_type: str = "local"  # "local" or "s3"
     s3: S3Settings = field(default_factory=S3Settings)
@@ -248,6 +256,8 @@ class Settings:
     metrics_query_interval_s: float = 5.0  # database gauges are recomputed at most this often
     emulator_port: int = 0  # 0: any free port
     emulator_latency_s: float = 3.0  # how long an emulated prediction runs
+    emulator_creates_per_min: float = 600.0  # the emulator's per-account limits; 0: none
+    emulator_requests_per_min: float = 3000.0
 
     # Per-tenant limits; 0 turns each off. The rate is shared through Redis when it is set.
     rate_limit_per_s: float = 0.0  # sustained GenerateMedia calls per second per tenant
@@ -360,6 +370,11 @@ class Settings:
                 "MEDIAGEN_RATE_LIMIT_PER_S must not be negative and MEDIAGEN_RATE_LIMIT_BURST "
                 f"must be at least 1, got {rate_limit_per_s:g} and {rate_limit_burst}"
             )
+        provider_max_connections = _int(
+            env, "MEDIAGEN_PROVIDER_MAX_CONNECTIONS", d.provider_max_connections
+        )
+        if provider_max_connections < 0:
+            raise ConfigError("MEDIAGEN_PROVIDER_MAX_CONNECTIONS must not be negative (0: sized)")
         max_active_jobs = _int(env, "MEDIAGEN_MAX_ACTIVE_JOBS", d.max_active_jobs)
         max_watch_streams = _int(env, "MEDIAGEN_MAX_WATCH_STREAMS", d.max_watch_streams)
         if max_active_jobs < 0 or max_watch_streams < 0:
@@ -418,6 +433,19 @@ class Settings:
             ),
             replicate_webhook_secret=env.get("MEDIAGEN_REPLICATE_WEBHOOK_SECRET") or None,
             ambiguous_settle_s=_float(env, "MEDIAGEN_AMBIGUOUS_SETTLE_S", d.ambiguous_settle_s),
+            provider_budget_prefix=env.get(
+                "MEDIAGEN_PROVIDER_BUDGET_PREFIX", d.provider_budget_prefix
+            ),
+            provider_creates_per_min=_seconds(
+                env, "MEDIAGEN_PROVIDER_CREATES_PER_MIN", d.provider_creates_per_min
+            ),
+            provider_requests_per_min=_seconds(
+                env, "MEDIAGEN_PROVIDER_REQUESTS_PER_MIN", d.provider_requests_per_min
+            ),
+            provider_budget_max_wait_s=_seconds(
+                env, "MEDIAGEN_PROVIDER_BUDGET_MAX_WAIT_S", d.provider_budget_max_wait_s
+            ),
+            provider_max_connections=provider_max_connections,
             storage_type=storage_type,
             s3=s3,
             max_output_bytes=_int(env, "MEDIAGEN_MAX_OUTPUT_BYTES", d.max_output_bytes),
@@ -452,6 +480,12 @@ class Settings:
             ),
             emulator_port=_int(env, "MEDIAGEN_EMULATOR_PORT", d.emulator_port),
             emulator_latency_s=_float(env, "MEDIAGEN_EMULATOR_LATENCY_S", d.emulator_latency_s),
+            emulator_creates_per_min=_seconds(
+                env, "MEDIAGEN_EMULATOR_CREATES_PER_MIN", d.emulator_creates_per_min
+            ),
+            emulator_requests_per_min=_seconds(
+                env, "MEDIAGEN_EMULATOR_REQUESTS_PER_MIN", d.emulator_requests_per_min
+            ),
             grpc_max_message_bytes=_int(
                 env, "MEDIAGEN_GRPC_MAX_MESSAGE_BYTES", d.grpc_max_message_bytes
             ),

@@ -2,8 +2,8 @@
 
 Which store (SQLite or PostgreSQL, by DATABASE_URL), which queue and event bus (in-process, or
 Redis when REDIS_URL is set), which storage (STORAGE_TYPE), which provider (Replicate, or the
-emulator's URL) and where the per-tenant rate limit lives (this process, or Redis). Nothing else
-branches on the mode.
+emulator's URL) and where the per-tenant rate limit and the provider request budget live (this
+process, or Redis). Nothing else branches on the mode.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ from mediagen.limits.redis_rate import RedisRateLimiter
 from mediagen.metrics.grpc import MetricsInterceptor
 from mediagen.metrics.instrumented import MeasuredProvider, MeasuredStorage
 from mediagen.providers.base import Provider
+from mediagen.providers.budget import RequestBudget
+from mediagen.providers.budgeted import BudgetedProvider
+from mediagen.providers.rates import provider_rates
 from mediagen.providers.replicate import ReplicateProvider
 from mediagen.storage import build_storage
 from mediagen.storage.base import Storage
@@ -139,6 +142,17 @@ def build_quotas(settings: Settings) -> Quotas:
 
 def build_provider(settings: Settings) -> ReplicateProvider:
     return ReplicateProvider.from_settings(settings)
+
+
+def build_budget(settings: Settings) -> RequestBudget:
+    """The provider request budget: in this process, or shared through Redis when REDIS_URL is
+    set, so it holds across every worker."""
+    return RequestBudget.build(
+        provider_rates(settings),
+        redis_url=settings.redis_url,
+        prefix=settings.provider_budget_prefix,
+        max_wait_s=settings.provider_budget_max_wait_s,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -251,8 +265,11 @@ async def build_interceptors(core: Core) -> list[grpc.aio.ServerInterceptor]:
 
 def build_runner(core: Core) -> tuple[JobRunner, Provider]:
     """A job runner for this process, registered as the queue task's handler, and its
-    provider (the caller closes it). Its provider and storage calls are measured."""
-    provider = MeasuredProvider(build_provider(core.settings))
+    provider (the caller closes it). Its provider and storage calls are measured, and the
+    provider's spend the shared request budget."""
+    provider = BudgetedProvider(
+        MeasuredProvider(build_provider(core.settings)), build_budget(core.settings)
+    )
     runner = JobRunner(
         core.settings,
         core.store,

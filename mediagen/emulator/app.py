@@ -1,8 +1,10 @@
-"""The emulator's ASGI app: faults, then authentication, then the routes."""
+"""The emulator's ASGI app: faults, then the rate limits, then authentication, then the
+routes."""
 
 from __future__ import annotations
 
 import hmac
+import math
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -13,9 +15,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mediagen.emulator.api import PredictionsApi
 from mediagen.emulator.control import ControlApi
-from mediagen.emulator.injector import ConnectionAborter, FaultInjector
-from mediagen.emulator.problems import Problem, not_found
+from mediagen.emulator.faults import Route
+from mediagen.emulator.injector import ConnectionAborter, FaultInjector, classify
+from mediagen.emulator.problems import Problem, not_found, throttled
 from mediagen.emulator.state import Emulator
+from mediagen.providers.rates import Budget
 
 _SCHEMES = ("bearer", "token")  # Bearer is documented; Token is the older scheme still seen
 
@@ -47,6 +51,27 @@ class RequireToken:
         return None
 
 
+class EnforceLimits:
+    """429 for ``/v1`` calls over their account's per-minute budget (creates, or the rest), with
+    ``retry_after`` in the body and a ``Retry-After`` header: whole seconds, at least 1."""
+
+    def __init__(self, app: ASGIApp, emulator: Emulator) -> None:
+        self.app = app
+        self.emulator = emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = classify(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if found is not None and found[0] is not Route.FILE:
+            budget = Budget.CREATE if found[0] is Route.CREATE else Budget.OTHER
+            account = Headers(scope=scope).get("authorization", "")
+            wait_s = self.emulator.throttle(account, budget)
+            if wait_s is not None:
+                problem = throttled(max(1, math.ceil(wait_s)), header=True)
+                await problem.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _unauthenticated(detail: str) -> Problem:
     return Problem(401, detail, title="Unauthenticated")
 
@@ -72,4 +97,4 @@ def build_app(emulator: Emulator, abort: ConnectionAborter | None = None) -> ASG
     )
     if emulator.config.api_token is not None:
         app = RequireToken(app, emulator.config.api_token)
-    return FaultInjector(app, emulator, abort)
+    return FaultInjector(EnforceLimits(app, emulator), emulator, abort)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mediagen.config import Settings
+from mediagen.emulator.ratelimits import REPLICATE_LIMITS
+from mediagen.providers.rates import Rates
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class EmulatorConfig:
     webhook_retry_delays_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
     webhook_timeout_s: float = 5.0  # one delivery attempt, connect to answer
     shutdown_grace_s: float = 1.0  # open requests (sync waits, downloads) get this long at stop
+    limits: Rates = REPLICATE_LIMITS  # per-account budgets (mediagen/emulator/ratelimits.py)
 
     def __post_init__(self) -> None:
         # Raised at start-up, never per request: a bad config is a developer mistake.
@@ -44,5 +48,14 @@ class EmulatorConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> EmulatorConfig:
         """The emulator ``mediagen serve``/``mediagen emulator`` run: latency and token from
-        settings (a token, when set, is then required as it would be by Replicate)."""
-        return cls(latency_s=settings.emulator_latency_s, api_token=settings.replicate_api_token)
+        settings (a token, when set, is then required as it would be by Replicate), and its
+        rate limits."""
+        return cls(
+            latency_s=settings.emulator_latency_s,
+            api_token=settings.replicate_api_token,
+            limits=dataclasses.replace(
+                REPLICATE_LIMITS,
+                creates_per_min=settings.emulator_creates_per_min,
+                requests_per_min=settings.emulator_requests_per_min,
+            ),
+        )

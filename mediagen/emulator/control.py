@@ -3,16 +3,21 @@
 - ``GET /_emulator/health`` -> ``{"status": "ok"}``
 - ``GET /_emulator/stats`` -> ``{"requests": {"create": n, "get": n, ...}, "creates":
   {"version"|"model"|"deployment": n}, "predictions": n, "active": n, "faults_applied": n,
-  "webhooks": {"delivered": n, "failed": n, ...}}``
+  "webhooks": {"delivered": n, "failed": n, ...},
+  "throttled": {"create": n, "other": n}}`` (calls refused by the rate limits)
 - ``GET /_emulator/faults`` -> ``{"rules": [{"kind": ..., ..., "remaining": n}]}``
 - ``POST /_emulator/faults`` with a rule, a list of rules or ``{"rules": [...]}`` (forms in
   :mod:`mediagen.emulator.faults`) -> 201 and the armed rules; 400 names a bad rule
 - ``DELETE /_emulator/faults`` -> 204
+- ``GET /_emulator/limits`` -> ``{"creates_per_min": n, "requests_per_min": n, "burst_s": s}``
+- ``PUT /_emulator/limits`` with any of those keys (0: no limit) -> the limits now enforced,
+  every account's budget full again; 400 names a bad value
 - ``POST /_emulator/reset`` -> 204: forget predictions, stats and faults
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -36,6 +41,8 @@ class ControlApi:
             Route("/_emulator/faults", self.faults, methods=["GET"]),
             Route("/_emulator/faults", self.add_faults, methods=["POST"]),
             Route("/_emulator/faults", self.clear_faults, methods=["DELETE"]),
+            Route("/_emulator/limits", self.limits, methods=["GET"]),
+            Route("/_emulator/limits", self.set_limits, methods=["PUT"]),
             Route("/_emulator/reset", self.reset, methods=["POST"]),
         ]
 
@@ -64,6 +71,22 @@ class ControlApi:
     async def clear_faults(self, request: Request) -> Response:
         self.emulator.clear_faults()
         return Response(status_code=204)
+
+    async def limits(self, request: Request) -> Response:
+        return JSONResponse(dataclasses.asdict(self.emulator.buckets.limits))
+
+    async def set_limits(self, request: Request) -> Response:
+        try:
+            body: Any = json.loads(await request.body())
+            if not isinstance(body, dict) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in body.values()
+            ):
+                raise ValueError("expected an object of numbers")
+            limits = dataclasses.replace(self.emulator.buckets.limits, **body)
+        except (ValueError, TypeError) as exc:  # an unknown key is a TypeError
+            raise Problem(400, str(exc), title="Invalid rate limits") from exc
+        self.emulator.set_limits(limits)
+        return JSONResponse(dataclasses.asdict(limits))
 
     async def reset(self, request: Request) -> Response:
         self.emulator.reset()

@@ -23,9 +23,11 @@ from mediagen.emulator.outputs import OutputFile, plan_outputs
 from mediagen.emulator.pagination import Cursor, select_page
 from mediagen.emulator.prediction import EmulatedPrediction, new_prediction_id
 from mediagen.emulator.problems import Problem, not_found
+from mediagen.emulator.ratelimits import AccountBuckets
 from mediagen.emulator.timeline import Timeline
 from mediagen.emulator.webhooks import WebhookSender
 from mediagen.providers.base import PredictionStatus
+from mediagen.providers.rates import Budget, Rates
 
 _WEBHOOK_EVENTS = {"start", "output", "logs", "completed"}
 
@@ -37,6 +39,7 @@ class Stats:
         self.requests: Counter[Route] = Counter()  # every call, faulted or not
         self.creates: Counter[str] = Counter()  # predictions made, by endpoint
         self.faults_applied = 0
+        self.throttled: Counter[Budget] = Counter()  # calls refused by the rate limits
 
 
 class Emulator:
@@ -46,6 +49,7 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.faults = FaultPlan()
         self.stats = Stats()
+        self.buckets = AccountBuckets(self.config.limits)
         self._by_id: dict[str, EmulatedPrediction] = {}
         self._ordered: list[EmulatedPrediction] = []  # creation order
         self._models_of: dict[str, str] = {}  # version id -> model, for bare-version creates
@@ -61,16 +65,29 @@ class Emulator:
     def clear_faults(self) -> None:
         self.faults.clear()
 
+    def set_limits(self, limits: Rates) -> None:
+        """Enforce ``limits`` from now on, every account's buckets full."""
+        self.buckets = AccountBuckets(limits)
+
+    def throttle(self, account: str, budget: Budget) -> float | None:
+        """Spend one call of ``account``'s ``budget``: None if allowed, else the seconds until
+        it would be (the call is refused and counted)."""
+        wait_s = self.buckets.spend(account, budget, time.monotonic())
+        if wait_s is not None:
+            self.stats.throttled[budget] += 1
+        return wait_s
+
     @property
     def predictions(self) -> list[EmulatedPrediction]:
         """Every prediction created, oldest first."""
         return list(self._ordered)
 
     def reset(self) -> None:
-        """Forget predictions, stats, faults and webhooks not sent yet."""
+        """Forget predictions, stats, faults and webhooks not sent yet; refill the rate limits."""
         self.faults.clear()
         self.stats = Stats()
         self.webhooks.forget()
+        self.buckets = AccountBuckets(self.buckets.limits)
         self._by_id.clear()
         self._ordered.clear()
         self._models_of.clear()
@@ -84,6 +101,7 @@ class Emulator:
             "active": sum(not p.status_at(now).terminal for p in self._ordered),
             "faults_applied": self.stats.faults_applied,
             "webhooks": dict(self.webhooks.counts),
+            "throttled": {budget.value: self.stats.throttled[budget] for budget in Budget},
         }
 
     # --- the API's operations ----------------------------------------------------------------

@@ -438,7 +438,16 @@ class JobStore:
         """Record that attempt ``attempt`` is about to send a create (the id may never come
         back; the marker the create carries is made of the job id and that attempt)."""
         now = self._clock()
-        await self._set_held(job_id, owner, prediction_requested_at=now, prediction_attempt=attempt)
+        # Fenced by the attempt too: a worker that took its own job back (its lease ran out while
+        # a create waited for the request budget) holds it under the same owner name, and the
+        # stale attempt must not send a create beside the new one.
+        await self._set_held(
+            job_id,
+            owner,
+            JobRow.attempt == attempt,
+            prediction_requested_at=now,
+            prediction_attempt=attempt,
+        )
         return now
 
     async def set_prediction(self, job_id: str, owner: str, prediction_id: str | None) -> None:
@@ -662,11 +671,13 @@ class JobStore:
             values["error"] = error
         return values
 
-    async def _set_held(self, job_id: str, owner: str, **values: Any) -> None:
+    async def _set_held(
+        self, job_id: str, owner: str, *where: ColumnElement[bool], **values: Any
+    ) -> None:
         async with self.db.writing() as session:
             result = await session.execute(
                 update(JobRow)
-                .where(*self._held(job_id, owner))
+                .where(*self._held(job_id, owner), *where)
                 .values(**values)
                 .returning(JobRow.id)
                 .execution_options(synchronize_session=False)

@@ -98,7 +98,7 @@ class RedisRateLimiter:
         try:
             allowed, tokens, retry_s, now_s = await self._script(keys=[self.key(key)], args=args)
         except (RedisError, OSError) as exc:
-            log.warning("rate limit of %r not checked, submission refused: %s", key, exc)
+            log.warning("rate limit %s not checked (Redis unreachable): %s", self.key(key), exc)
             raise Unavailable(
                 "the rate limit cannot be checked (Redis unreachable); try again shortly",
                 retry_after_s=UNAVAILABLE_RETRY_S,

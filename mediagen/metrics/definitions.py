@@ -138,6 +138,18 @@ PROVIDER_LATENCY = Histogram(
     ["operation"],
     buckets=FAST_BUCKETS,
 )
+PROVIDER_BUDGET_WAIT = Histogram(
+    "mediagen_provider_budget_wait_seconds",
+    "Time a provider call waited for the shared request budget (and any 429 pause), by budget "
+    "(create, other).",
+    ["budget"],
+    buckets=JOB_BUCKETS,
+)
+PROVIDER_THROTTLED = Counter(
+    "mediagen_provider_throttled_total",
+    "429 answers from the provider, by operation; each pauses every worker.",
+    ["operation"],
+)
 AMBIGUOUS_CREATES = Counter(
     "mediagen_ambiguous_creates_total",
     "Creates without a definite answer: a prediction may exist and is looked for before "

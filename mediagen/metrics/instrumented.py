@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from mediagen.metrics import definitions as m
-from mediagen.providers.base import Prediction, Provider, ProviderError
+from mediagen.providers.base import BeforeSend, Prediction, Provider, ProviderError
 from mediagen.providers.marker import Marker
 from mediagen.storage.base import Storage, StoredObject
 
@@ -49,9 +49,17 @@ class MeasuredProvider:
                 m.AMBIGUOUS_CREATES.inc()
 
     async def create(
-        self, model: str, model_input: Mapping[str, Any], *, marker: Marker | None = None
+        self,
+        model: str,
+        model_input: Mapping[str, Any],
+        *,
+        marker: Marker | None = None,
+        before_send: BeforeSend | None = None,
     ) -> Prediction:
-        return await self._measure("create", self.inner.create(model, model_input, marker=marker))
+        return await self._measure(
+            "create",
+            self.inner.create(model, model_input, marker=marker, before_send=before_send),
+        )
 
     async def get(self, prediction_id: str) -> Prediction:
         return await self._measure("get", self.inner.get(prediction_id))

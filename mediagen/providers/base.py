@@ -8,7 +8,7 @@ Replicate or at the bundled emulator. Foreign errors (httpx, replicate, pydantic
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -80,14 +80,27 @@ class ProviderError(Exception):
         self.reason = reason
 
 
+#: Awaited just before a create is sent (see :meth:`Provider.create`).
+BeforeSend = Callable[[], Awaitable[None]]
+
+
 class Provider(Protocol):
     """A model provider."""
 
     async def create(
-        self, model: str, model_input: Mapping[str, Any], *, marker: Marker | None = None
+        self,
+        model: str,
+        model_input: Mapping[str, Any],
+        *,
+        marker: Marker | None = None,
+        before_send: BeforeSend | None = None,
     ) -> Prediction:
         """Start one prediction, stored with ``marker`` so :meth:`find_marked` can find it.
-        Never retried blindly: see ``ProviderError.ambiguous``."""
+        Never retried blindly: see ``ProviderError.ambiguous``.
+
+        ``before_send`` is awaited when the request is about to go out (after any wait for a
+        request budget) and again before each resend: the runner records the create as
+        requested there, so a look-up by marker searches around the real send time."""
         ...
 
     async def get(self, prediction_id: str) -> Prediction:

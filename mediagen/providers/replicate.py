@@ -14,6 +14,12 @@ Every create carries a :class:`~mediagen.providers.marker.Marker` in its ``webho
 
 An unparseable answer to get (1.0.7 rejects ``status: aborted``) is read again as raw JSON, so
 ``aborted`` is seen as the terminal state it is.
+
+A 429 is raised at once, under the client's own retries (which would resend a GET up to nine
+times, waiting whatever ``Retry-After`` says): the caller decides, and with a shared budget
+(:mod:`mediagen.providers.budgeted`) one worker's 429 pauses them all. Calls wait for one of
+``max_connections`` slots before their deadline starts, so a busy pool delays calls rather than
+failing them with ``PoolTimeout``.
 """
 
 from __future__ import annotations
@@ -38,8 +44,9 @@ from mediagen.fetching.policy import DELIVERY_HOSTS, FetchPolicy
 from mediagen.logs import context as log_context
 from mediagen.logs import request_ids
 from mediagen.providers.ambiguity import Answer, classify
-from mediagen.providers.base import Prediction, PredictionStatus, ProviderError
+from mediagen.providers.base import BeforeSend, Prediction, PredictionStatus, ProviderError
 from mediagen.providers.marker import WEBHOOK_EVENTS, Marker
+from mediagen.providers.rates import pool_size, provider_rates
 from mediagen.providers.retry_hint import retry_after_s
 from mediagen.redaction import clean_upstream
 
@@ -162,6 +169,44 @@ async def _note_retry_hint(response: httpx.Response) -> None:
         _last_hint.set(retry_after_s(response.headers.get("retry-after"), body))
 
 
+class _RaiseThrottled(httpx.AsyncBaseTransport):
+    """Turns a 429 into :class:`httpx.HTTPStatusError` beneath the client's ``RetryTransport``,
+    which retries only answers, never exceptions."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if response.status_code == 429:
+            await response.aread()  # a small problem body, kept for the retry hint
+            raise httpx.HTTPStatusError("throttled", request=request, response=response)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _from_status_error(exc: httpx.HTTPStatusError, *, creating: bool) -> ProviderError:
+    """A 429 raised by :class:`_RaiseThrottled`: its problem detail and retry hint."""
+    response = exc.response
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    detail = body.get("detail") if isinstance(body, Mapping) else None
+    text = clean_upstream(str(detail)) if detail else ""
+    status = response.status_code
+    found = classify(exc, creating=creating)
+    return ProviderError(
+        f"Replicate answered {status}: {text}" if text else f"Replicate answered {status}",
+        transient=found.transient,
+        retry_after_s=retry_after_s(response.headers.get("retry-after"), body),
+        ambiguous=found.ambiguous,
+        status=status,
+    )
+
+
 def _from_replicate_error(exc: ReplicateError, *, creating: bool) -> ProviderError:
     status = exc.status or 0
     text = clean_upstream(" ".join(part for part in (exc.title, exc.detail) if part))
@@ -207,6 +252,8 @@ async def _translated(*, creating: bool, deadline_s: float) -> AsyncIterator[Non
             yield
     except ReplicateError as exc:
         raise _from_replicate_error(exc, creating=creating) from exc
+    except httpx.HTTPStatusError as exc:
+        raise _from_status_error(exc, creating=creating) from exc
     except httpx.HTTPError as exc:
         what = "no answer from Replicate"
         raise _from_transport_error(exc, creating=creating, what=what) from exc
@@ -237,24 +284,32 @@ class ReplicateProvider:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
         max_connections: int = 100,
+        pool_timeout_s: float = 10.0,
+        download_connections: int | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         output_hosts: Sequence[str] = DELIVERY_HOSTS,
         token_hosts: Sequence[str] = DELIVERY_HOSTS,
         fetch_limits: FetchLimits | None = None,
         webhook_url: str | None = None,
     ) -> None:
-        timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=10.0)
+        timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=pool_timeout_s)
         self._deadline_s = connect_timeout_s + read_timeout_s
         self._webhook_url = webhook_url
-        limits = httpx.Limits(max_connections=max_connections)
+        # One slot per connection: a call waits here, outside its deadline, never in the pool.
+        self._slots = asyncio.Semaphore(max_connections)
+        # The client always passes a transport to httpx, which then ignores ``limits``: the
+        # pool is sized on the transport itself. Idle connections are kept as many, since a
+        # steady budget keeps them busy.
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         # With no explicit base URL the client would read REPLICATE_BASE_URL itself; settings
         # already did, so pin it.
         self._client = Client(
             api_token=api_token,
             base_url=base_url or DEFAULT_BASE_URL,
             timeout=timeout,
-            limits=limits,
-            transport=transport,
+            transport=_RaiseThrottled(transport or httpx.AsyncHTTPTransport(limits=limits)),
             # Also handed to the client's sync httpx client, which this class never uses.
             event_hooks={"request": [_send_request_id], "response": [_note_retry_hint]},
         )
@@ -263,14 +318,19 @@ class ReplicateProvider:
             fetch_limits or FetchLimits(),
             token=api_token,
             timeout=timeout,
-            max_connections=max_connections,
+            max_connections=download_connections or max_connections,
             transport=transport,
         )
 
     @classmethod
     def from_settings(cls, settings: Settings, base_url: str | None = None) -> ReplicateProvider:
-        """``base_url`` overrides the settings' (the embedded emulator's URL)."""
+        """``base_url`` overrides the settings' (the embedded emulator's URL). API connections:
+        ``provider_max_connections``, or as many as the concurrency and the budget can use
+        (:func:`~mediagen.providers.rates.pool_size`); downloads: one per job in flight."""
         return cls(
+            max_connections=settings.provider_max_connections
+            or pool_size(settings.worker_concurrency, provider_rates(settings)),
+            download_connections=settings.worker_concurrency,
             api_token=settings.replicate_api_token,
             base_url=base_url or settings.replicate_base_url,
             output_hosts=settings.output_hosts,
@@ -287,7 +347,12 @@ class ReplicateProvider:
         )
 
     async def create(
-        self, model: str, model_input: Mapping[str, Any], *, marker: Marker | None = None
+        self,
+        model: str,
+        model_input: Mapping[str, Any],
+        *,
+        marker: Marker | None = None,
+        before_send: BeforeSend | None = None,
     ) -> Prediction:
         ref = ModelRef.parse(model)
         params: dict[str, Any] = {}
@@ -298,8 +363,10 @@ class ReplicateProvider:
                 "webhook": marker.webhook_url(self._webhook_url),
                 "webhook_events_filter": list(WEBHOOK_EVENTS),
             }
+        if before_send is not None:
+            await before_send()
         try:
-            async with _translated(creating=True, deadline_s=self._deadline_s):
+            async with self._call(creating=True):
                 if ref.version is None:
                     assert ref.model is not None  # parse() gives a model or a version
                     created = await self._client.models.predictions.async_create(
@@ -317,7 +384,7 @@ class ReplicateProvider:
 
     async def get(self, prediction_id: str) -> Prediction:
         try:
-            async with _translated(creating=False, deadline_s=self._deadline_s):
+            async with self._call(creating=False):
                 found = await self._client.predictions.async_get(prediction_id)
         except ValueError:
             # 1.0.7 cannot parse some real answers (``status: aborted``): read the JSON ourselves.
@@ -326,7 +393,7 @@ class ReplicateProvider:
 
     async def cancel(self, prediction_id: str) -> Prediction:
         try:
-            async with _translated(creating=False, deadline_s=self._deadline_s):
+            async with self._call(creating=False):
                 canceled = await self._client.predictions.async_cancel(prediction_id)
         except ValueError:
             return await self.get(prediction_id)  # cancelled, but the answer did not parse
@@ -369,10 +436,16 @@ class ReplicateProvider:
         await self._fetcher.aclose()
         await self._client._async_client.aclose()
 
+    @contextlib.asynccontextmanager
+    async def _call(self, *, creating: bool) -> AsyncIterator[None]:
+        """A connection slot, then the call within its deadline, its errors translated."""
+        async with self._slots, _translated(creating=creating, deadline_s=self._deadline_s):
+            yield
+
     async def _raw_json(self, path: str) -> Mapping[str, Any]:
         """GET a JSON object through the client's own httpx client (auth, retries), skipping
         its pydantic models."""
-        async with _translated(creating=False, deadline_s=self._deadline_s):
+        async with self._call(creating=False):
             response = await self._client._async_request("GET", path)
         try:
             body = response.json()

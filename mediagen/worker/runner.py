@@ -57,6 +57,7 @@ from mediagen.media.inspect import OutputTooLarge, inspect_stream
 from mediagen.metrics import definitions as metrics
 from mediagen.providers.base import Prediction, PredictionStatus, Provider, ProviderError
 from mediagen.providers.marker import Marker
+from mediagen.providers.rates import poll_spacing_s, provider_rates
 from mediagen.redaction import clean_upstream
 from mediagen.storage.base import Storage, StorageError
 from mediagen.v1 import job_pb2
@@ -231,6 +232,7 @@ class JobRunner:
         self._running: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._draining = False
+        self._rates = provider_rates(settings)
         metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
 
     async def handle(self, job_id: str, ack: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -420,10 +422,19 @@ class JobRunner:
 
     async def _create(self, attempt: _Attempt) -> Prediction:
         job = attempt.job
-        await self._shielded(self.store.mark_prediction_requested(job.id, self.owner, job.attempt))
+
+        async def requested() -> None:
+            # After any wait for the request budget: the look-up window starts at the send.
+            await self._shielded(
+                self.store.mark_prediction_requested(job.id, self.owner, job.attempt)
+            )
+
         try:
             prediction = await self.provider.create(
-                job.model, job.model_input, marker=Marker(job.id, job.attempt)
+                job.model,
+                job.model_input,
+                marker=Marker(job.id, job.attempt),
+                before_send=requested,
             )
         except ProviderError as exc:
             if not exc.ambiguous:  # a definite answer: nothing was made
@@ -528,9 +539,13 @@ class JobRunner:
                     with contextlib.suppress(ProviderError):  # best effort; keep polling anyway
                         prediction = await self.provider.cancel(prediction.id)
                         continue
-                await self._wait_for_news(attempt, prediction.id, delay, until_cancel=False)
+                await self._wait_for_news(
+                    attempt, prediction.id, self._poll_wait_s(delay), until_cancel=False
+                )
             else:
-                await self._wait_for_news(attempt, prediction.id, delay, until_cancel=True)
+                await self._wait_for_news(
+                    attempt, prediction.id, self._poll_wait_s(delay), until_cancel=True
+                )
             delay = self._poll_delay(delay)
             try:
                 prediction = await self.provider.get(prediction.id)
@@ -572,6 +587,12 @@ class JobRunner:
                 waits.append(attempt.cancel.wait())
             await _first_of(waits, left)
         attempt.settled.discard(prediction_id)  # read now; a later notice may wake us again
+
+    def _poll_wait_s(self, backoff_s: float) -> float:
+        """The backed-off poll interval, stretched so this worker's polls of every job it has
+        in flight fit the request budget (the shared limiter is the hard cap across workers)."""
+        in_flight = min(len(self._running), self.settings.worker_concurrency)
+        return max(backoff_s, poll_spacing_s(in_flight, self._rates))
 
     async def _record_progress(self, job: ClaimedJob, value: float) -> None:
         event = await self.store.progress(job.id, self.owner, round(value, 4))

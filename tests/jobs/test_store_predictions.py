@@ -8,7 +8,7 @@ import pytest
 from google.rpc import code_pb2, status_pb2
 
 from mediagen.jobs.database import Database
-from mediagen.jobs.store import JobStore, PredictionOwned
+from mediagen.jobs.store import JobStore, LeaseLost, PredictionOwned
 from mediagen.jobs.validation import JobSpec, validate_generate
 from mediagen.v1 import media_generation_service_pb2 as pb
 
@@ -77,6 +77,18 @@ async def test_the_marker_attempt_survives_a_retry_and_clears_with_the_request(
     third = await store.claim(job, "w3", 30)
     assert third is not None
     assert (third[0].prediction_attempt, third[0].prediction_requested_at) == (None, None)
+
+
+async def test_a_stale_attempt_of_the_same_owner_cannot_mark_a_create(store: JobStore) -> None:
+    """A worker whose lease ran out takes its own job back as attempt 2 under the same owner
+    name; attempt 1, still waiting to send its create, must not get to send it."""
+    job, _ = await store.create(spec(), tenant="t")
+    assert await store.claim(job.id, "w1", 0)  # a lease born expired: claimable again at once
+    assert await store.claim(job.id, "w1", 30)
+
+    with pytest.raises(LeaseLost):
+        await store.mark_prediction_requested(job.id, "w1", 1)
+    await store.mark_prediction_requested(job.id, "w1", 2)
 
 
 async def test_finished_jobs_keep_their_prediction_unique(store: JobStore) -> None:

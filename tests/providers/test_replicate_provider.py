@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
 import tracemalloc
@@ -138,16 +139,37 @@ async def test_429_is_transient_with_the_retry_hint(
     assert (error.transient, error.ambiguous, error.retry_after_s) == (True, False, 7.0)
 
 
-async def test_429_on_get_after_the_clients_own_retries(
-    provider: ReplicateProvider, emulator: RunningEmulator
+@pytest.mark.parametrize("header", [True, False])
+async def test_429_on_get_comes_back_at_once_not_after_the_clients_own_retries(
+    provider: ReplicateProvider, emulator: RunningEmulator, header: bool
 ) -> None:
+    """1.0.7 would resend the GET nine times, waiting what Retry-After says, past any shared
+    pause; the provider hands the first 429 back with its hint instead."""
     created = await provider.create(SDXL, INPUT)
-    emulator.emulator.inject(Throttle(route=Route.GET, retry_after_s=0, times=None))
+    emulator.emulator.inject(Throttle(route=Route.GET, retry_after_s=3, header=header, times=None))
 
     error = await failure(provider.get(created.id))
 
-    assert (error.transient, error.retry_after_s) == (True, 0.0)
-    assert emulator.emulator.stats_json()["requests"]["get"] == 10  # 1.0.7 tries 10 times
+    assert (error.transient, error.status, error.retry_after_s) == (True, 429, 3.0)
+    assert "Request was throttled" in str(error)
+    assert emulator.emulator.stats_json()["requests"]["get"] == 1
+
+
+async def test_calls_beyond_the_pool_wait_for_a_connection_instead_of_failing(
+    emulator: RunningEmulator,
+) -> None:
+    """40 polls at once over 4 connections, each held 0.1 s, with a 50 ms pool timeout: in
+    httpx's pool most would fail with PoolTimeout; waiting for a slot, none does."""
+    small = ReplicateProvider(
+        api_token="r8_test", base_url=emulator.base_url, max_connections=4, pool_timeout_s=0.05
+    )
+    try:
+        created = await small.create(SDXL, INPUT)
+        emulator.emulator.inject(Delay(route=Route.GET, delay_s=0.1, times=None))
+        polled = await asyncio.gather(*(small.get(created.id) for _ in range(40)))
+    finally:
+        await small.close()
+    assert {p.id for p in polled} == {created.id}
 
 
 @pytest.mark.parametrize(

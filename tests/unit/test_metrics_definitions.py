@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The only label names allowed: none of them can carry an id, a tenant or a prompt.
 BOUNDED_LABELS = {
     "method", "code", "route", "status", "model", "state", "reason", "operation", "outcome",
-    "action", "role", "version", "kind", "component",
+    "action", "role", "version", "kind", "component", "budget",
 }  # fmt: skip
 
 
