@@ -45,6 +45,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.worker_s3_rss import base_env, fresh_database, fresh_queue, running
+
 from mediagen.providers.marker import Marker
 from mediagen.providers.rates import Rates
 from mediagen.v1 import job_pb2

@@ -1,6 +1,6 @@
 """Issue 9: metrics from real processes — `mediagen api`, `mediagen worker` and `mediagen
 gateway` as OS processes on PostgreSQL, Redis, S3 (moto) and the emulator — each scraped on its
-own port after a scripted run (success, failure, a throttled retry, a cancel)."""
+own port after a scripted run (success, failure, a throttled create, a retried one, a cancel)."""
 
 from __future__ import annotations
 
@@ -124,6 +124,7 @@ async def test_each_process_reports_its_own_part_of_a_run(deployment: Deployment
             json=[
                 {"kind": "outcome", "status": "failed", "error": "NSFW", "match": "doomed"},
                 {"kind": "throttle", "route": "create", "retry_after_s": 1, "match": "throttled"},
+                {"kind": "error", "route": "create", "status": 503, "match": "unanswered"},
             ],
         )
         assert armed.status_code == 201, armed.text
@@ -135,7 +136,7 @@ async def test_each_process_reports_its_own_part_of_a_run(deployment: Deployment
     async with grpc.aio.insecure_channel(deployment.api) as channel:
         stub = pb_grpc.MediaGenerationServiceStub(channel)
         finals = []
-        for prompt in ("a fine owl", "a doomed owl", "a throttled owl"):
+        for prompt in ("a fine owl", "a doomed owl", "a throttled owl", "an unanswered owl"):
             job = (await stub.GenerateMedia(small_request(prompt), timeout=10)).job
             finals.append(await _final(stub, job.id))
         slow = (await stub.GenerateMedia(small_request("a slow owl", latency_s=30), timeout=10)).job
@@ -157,6 +158,7 @@ async def test_each_process_reports_its_own_part_of_a_run(deployment: Deployment
         "JOB_STATE_SUCCEEDED",
         "JOB_STATE_FAILED",
         "JOB_STATE_SUCCEEDED",
+        "JOB_STATE_SUCCEEDED",
         "JOB_STATE_CANCELED",
     ]
     stored = sum(m.size_bytes for j in finals for m in j.media)
@@ -165,8 +167,8 @@ async def test_each_process_reports_its_own_part_of_a_run(deployment: Deployment
     model = DEFAULT_MODEL
 
     # The API process: submissions and calls; its gauges come from the database.
-    assert api("mediagen_jobs_submitted_total", model=model) == 4
-    assert api("mediagen_grpc_requests_total", method=GENERATE, code="OK") == 4
+    assert api("mediagen_jobs_submitted_total", model=model) == 5
+    assert api("mediagen_grpc_requests_total", method=GENERATE, code="OK") == 5
     assert api_during.value("mediagen_jobs", state="running") == 1
     assert api1.value("mediagen_jobs", state="running") == 0
     assert api1.value("mediagen_jobs", state="pending") == 0
@@ -174,16 +176,21 @@ async def test_each_process_reports_its_own_part_of_a_run(deployment: Deployment
     assert api1.value("mediagen_worker_concurrency") == 0  # not a worker
 
     # The worker process: outcomes, retries, provider calls and storage.
-    assert worker("mediagen_jobs_finished_total", state="succeeded", model=model) == 2
+    assert worker("mediagen_jobs_finished_total", state="succeeded", model=model) == 3
     assert worker("mediagen_jobs_finished_total", state="failed", model=model) == 1
     assert worker("mediagen_jobs_finished_total", state="canceled", model=model) == 1
-    assert worker("mediagen_job_retries_total", reason="throttled") == 1
+    # A 429 is waited out within its attempt (the shared pause); an unanswered create retries.
+    assert worker("mediagen_job_retries_total", reason="throttled") == 0
+    assert worker("mediagen_job_retries_total", reason="provider") == 1
+    assert worker("mediagen_provider_throttled_total", operation="create") == 1
     assert worker("mediagen_job_retries_total") == 1
-    assert worker("mediagen_job_queued_seconds_count", model=model) == 4
-    assert worker("mediagen_job_running_seconds_count", model=model) == 5
-    assert worker("mediagen_provider_requests_total", operation="create", outcome="ok") == 4
+    assert worker("mediagen_job_queued_seconds_count", model=model) == 5
+    assert worker("mediagen_job_running_seconds_count", model=model) == 6
+    assert worker("mediagen_provider_requests_total", operation="create", outcome="ok") == 5
     assert worker("mediagen_provider_requests_total", operation="create", outcome="transient") == 1
-    assert worker("mediagen_ambiguous_creates_total") == 0
+    assert worker("mediagen_provider_requests_total", operation="create", outcome="ambiguous") == 1
+    assert worker("mediagen_ambiguous_creates_total") == 1
+    assert worker("mediagen_prediction_recoveries_total", outcome="none") == 1
     assert worker("mediagen_storage_bytes_total") == stored > 0
     assert worker_during.value("mediagen_worker_jobs_in_flight") == 1
     assert worker1.value("mediagen_worker_jobs_in_flight") == 0
