@@ -344,7 +344,12 @@ async def test_seed_rest_calls_as_written(http: httpx.AsyncClient) -> None:
     assert ok_json(await http.get(f"/api/v1/media/{media['id']}")) == media
 
     health = await http.get("/api/v1/health")
-    assert (health.status_code, health.json()) == (200, {"status": "SERVING"})
+    assert (health.status_code, health.json()["status"]) == (200, "SERVING")
+    assert {c["name"]: c["status"] for c in health.json()["components"]} == {
+        "api": "SERVING",
+        "database": "SERVING",
+        "storage": "SERVING",
+    }
 
 
 def error_body(response: httpx.Response, http_status: int, code: grpc.StatusCode) -> Json:

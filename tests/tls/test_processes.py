@@ -185,7 +185,10 @@ def test_plaintext_http_to_the_tls_gateway_is_refused(served: Served) -> None:
         verify=served.pki.client().ssl_context(),
         timeout=5,
     )
-    assert ok.json() == {"status": "SERVING"}
+    assert ok.json()["status"] == "SERVING"
+    assert [c["status"] for c in ok.json()["components"]] == ["SERVING"] * len(
+        ok.json()["components"]
+    )
 
 
 def test_a_separate_gateway_process_reaches_the_mtls_api(served: Served, tmp_path: Path) -> None:
