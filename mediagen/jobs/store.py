@@ -22,7 +22,7 @@ from typing import Any
 from cachetools import TTLCache
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
@@ -30,7 +30,7 @@ from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
 from mediagen.errors import JobAlreadyFinished, JobNotFound, MediaNotFound
 from mediagen.jobs import convert
 from mediagen.jobs.database import Database
-from mediagen.jobs.models import JobEventRow, JobRow, MediaRow, ModelStatsRow
+from mediagen.jobs.models import Base, JobEventRow, JobRow, MediaRow, ModelStatsRow
 from mediagen.jobs.pagination import Cursor
 from mediagen.jobs.states import JobState, Transition, next_state, sources
 from mediagen.jobs.validation import JobSpec
@@ -67,6 +67,9 @@ _EWMA_WEIGHT = 0.3
 #: How long a model's mean run time is reused before it is read again: it only feeds estimates,
 #: and other processes' runs move it slowly (this process's own runs update it at once).
 MODEL_STATS_TTL_S = 5.0
+#: Plain table INSERTs with their values bound per call: compiled once, no ORM bulk path.
+_INSERT_JOB = insert(Base.metadata.tables[JobRow.__tablename__])
+_INSERT_EVENT = insert(Base.metadata.tables[JobEventRow.__tablename__])
 
 
 def utcnow() -> datetime:
@@ -171,7 +174,7 @@ class JobStore:
         """Insert a PENDING job of ``tenant`` and its first event. With a request_id the tenant
         already used, return that job instead (and no event)."""
         now = self._clock()
-        row = JobRow(
+        values: dict[str, Any] = dict(
             id=str(uuid.uuid4()),
             tenant=tenant,
             status=JobState.PENDING.value,
@@ -192,12 +195,15 @@ class JobStore:
         )
         try:
             async with self.db.writing() as session:
-                session.add(row)
-                await session.flush()
-                row.estimated_completion_time = now + timedelta(
+                values["estimated_completion_time"] = now + timedelta(
                     seconds=await self._mean_run_s(session, spec.model)
                 )
-                event = self._add_event(session, row, [], job_pb2.JOB_EVENT_TYPE_STATE_CHANGED)
+                # Core INSERTs: no unit of work to flush; the row object only feeds the proto.
+                await session.execute(_INSERT_JOB, values)
+                row = JobRow(**values)
+                event = await self._add_event(
+                    session, row, [], job_pb2.JOB_EVENT_TYPE_STATE_CHANGED
+                )
         except IntegrityError:
             if spec.request_id is None:
                 raise
@@ -706,24 +712,32 @@ class JobStore:
         )
         if row is None:
             return None
-        return self._add_event(session, row, media, event_type)
+        return await self._add_event(session, row, media, event_type)
 
-    def _add_event(
+    async def _add_event(
         self,
         session: AsyncSession,
         row: JobRow,
         media: Sequence[MediaRow],
         event_type: job_pb2.JobEventType.ValueType,
     ) -> job_pb2.JobEvent:
-        event_row = JobEventRow(
-            job_id=row.id,
+        event = job_pb2.JobEvent(
             sequence=row.last_sequence,
-            type=EVENT_TYPES[event_type],
-            time=row.update_time,
-            snapshot=convert.job_to_proto(row, media).SerializeToString(),
+            type=event_type,
+            job=convert.job_to_proto(row, media),
         )
-        session.add(event_row)
-        return _event_proto(event_row)
+        event.time.CopyFrom(convert.timestamp(row.update_time))
+        await session.execute(
+            _INSERT_EVENT,
+            {
+                "job_id": row.id,
+                "sequence": row.last_sequence,
+                "type": EVENT_TYPES[event_type],
+                "time": row.update_time,
+                "snapshot": event.job.SerializeToString(),
+            },
+        )
+        return event
 
     async def _mean_run_s(self, session: AsyncSession, model: str) -> float:
         if model in self._mean_run_cache:
