@@ -54,8 +54,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_PER_PAGE = 20
 MAX_PAGE_SIZE = 1000
-#: How long WatchJob waits on the bus before re-reading the store (covers lost messages).
-WATCH_RECHECK_S = 2.0
 
 _TERMINAL = (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELED)
 
@@ -280,9 +278,10 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         self, job_id: str, last: int, scope: str | None, subscription: Subscription
     ) -> list[job_pb2.JobEvent]:
         """The next events after ``last``: from the bus when it delivers the very next one,
-        else (a gap, or quiet for a while) from the store. Ends the stream with UNAVAILABLE as
-        soon as the server starts shutting down, telling the client where to resume."""
-        getter = asyncio.ensure_future(subscription.get(timeout_s=WATCH_RECHECK_S))
+        else (a jump in the sequence, or word from the bus that it may have lost some) from the
+        store. A quiet stream reads nothing. Ends the stream with UNAVAILABLE as soon as the
+        server starts shutting down, telling the client where to resume."""
+        getter = asyncio.ensure_future(subscription.get())
         closing = asyncio.ensure_future(self.closing.wait())
         try:
             await asyncio.wait({getter, closing}, return_when=asyncio.FIRST_COMPLETED)

@@ -1,16 +1,17 @@
 """The event-bus seam and its in-process implementation.
 
 A bus carries each job event (its serialized ``JobEvent``) to every subscriber of that job, in
-any process. It is a wake-up channel, not a log: messages may be lost or repeated, and readers
-(WatchJob, the worker's cancel watch) dedupe by sequence and read the store to fill any gap.
+any process. It is a wake-up channel, not a log: messages may be repeated, and lost, but never
+silently: a subscriber learns of a possible loss (a reconnect, a full buffer) from ``get``
+returning None, or sees a jump in the sequence. Readers (WatchJob, the worker's cancel watch)
+dedupe by sequence and read the store then, and only then.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
@@ -22,22 +23,33 @@ QUEUE_SIZE = 256
 
 
 class Subscription:
-    """Events of one job, as they arrive. ``get`` waits for the next one."""
+    """Events of one job, as they arrive. ``get`` waits for the next one, or for word that
+    some may have been missed (None): the bus reconnected, or this reader fell behind."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[job_pb2.JobEvent] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[job_pb2.JobEvent | None] = asyncio.Queue(QUEUE_SIZE)
+        self._overflowed = False
 
     def deliver(self, event: job_pb2.JobEvent) -> None:
-        # A reader this far behind loses the event and re-reads the store when it sees the gap.
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(event)
+        self._put(event)
 
-    async def get(self, timeout_s: float | None = None) -> job_pb2.JobEvent | None:
-        """The next event, or None after ``timeout_s`` without one."""
+    def missed(self) -> None:
+        """Tell the reader that events may have been lost (it reads the store)."""
+        self._put(None)
+
+    def _put(self, item: job_pb2.JobEvent | None) -> None:
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout_s)
-        except TimeoutError:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            # A reader this far behind loses the event; its next get says so.
+            self._overflowed = True
+
+    async def get(self) -> job_pb2.JobEvent | None:
+        """The next event, or None when events may have been missed since the last one."""
+        if self._overflowed:
+            self._overflowed = False
             return None
+        return await self._queue.get()
 
 
 class EventBus(Protocol):
@@ -84,6 +96,12 @@ class LocalFanout:
     def deliver(self, event: job_pb2.JobEvent) -> None:
         for sub in list(self._subs.get(event.job.id, ())):
             sub.deliver(event)
+
+    def missed(self, job_ids: Iterable[str] | None = None) -> None:
+        """Tell the subscribers of ``job_ids`` (None: of every job) that events may be lost."""
+        for job_id in self.job_ids() if job_ids is None else job_ids:
+            for sub in list(self._subs.get(job_id, ())):
+                sub.missed()
 
     def job_ids(self) -> list[str]:
         """The jobs someone here is subscribed to."""

@@ -1,11 +1,15 @@
 """Event bus over Redis pub/sub, so WatchJob in any API process sees any worker's events.
 
 One pub/sub connection per process, subscribed to the channels of the jobs someone in this
-process is watching; a reader task hands each message to the local subscribers. Publishing never
-fails a job: if Redis is down the event is lost (watchers re-read the store), said once per
-outage. Subscribing never fails either: while Redis is down a subscription is local only, and
-the reader, reconnecting with backoff, subscribes its channel once Redis is back (redis-py
-itself re-subscribes the channels it had). Each outage is said once, and its end once.
+process is watching; a reader task hands each message to the local subscribers. Subscribing
+never fails: while Redis is down a subscription is local only, and the reader, reconnecting with
+backoff, subscribes its channel once Redis is back (redis-py itself re-subscribes the channels
+it had). Every reconnection tells the local subscribers that they may have missed events, so
+they read the store once instead of re-reading it on a timer.
+
+Publishing never fails a job either: an event Redis refused is kept (the newest per job) and
+sent again, with backoff, until Redis takes it; a subscriber that sees the sequence jump reads
+what it missed from the store. Each outage is said once, and its end once.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
 from mediagen.backoff import exponential_delays
@@ -29,6 +35,21 @@ log = logging.getLogger(__name__)
 #: The reader's reconnection backoff (full jitter): at most the base at first, doubling to the cap.
 RECONNECT_BASE_S = 0.2
 RECONNECT_MAX_S = 5.0
+#: Unpublished events kept while Redis refuses them (the newest of each job).
+MAX_UNSENT = 10_000
+
+
+class _ReconnectingPubSub(PubSub):
+    """redis-py's PubSub that also says when its connection was made again (silently, inside a
+    retried command, or after an outage): messages sent meanwhile are gone."""
+
+    def __init__(self, redis: aioredis.Redis, on_reconnect: Callable[[], None]) -> None:
+        super().__init__(redis.connection_pool, ignore_subscribe_messages=True)
+        self._on_reconnect = on_reconnect
+
+    async def on_connect(self, connection: Connection) -> None:
+        await super().on_connect(connection)  # re-subscribes first: nothing new is missed
+        self._on_reconnect()
 
 
 class RedisBus:
@@ -39,12 +60,13 @@ class RedisBus:
             url, socket_keepalive=True, retry=stale_connection_retry()
         )
         self._prefix = channel_prefix
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._fanout = LocalFanout()
+        self._pubsub = _ReconnectingPubSub(self._redis, self._fanout.missed)
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._publish_failing = False
+        self._unsent: dict[str, job_pb2.JobEvent] = {}
+        self._resender: asyncio.Task[None] | None = None
 
     def _channel(self, job_id: str) -> str:
         return f"{self._prefix}{job_id}"
@@ -53,25 +75,50 @@ class RedisBus:
         self._reader = asyncio.create_task(self._read(), name="redis-bus-reader")
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for task in (self._reader, self._resender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._redis.aclose()
 
     async def publish(self, event: job_pb2.JobEvent) -> None:
+        if self._resender is None and await self._send(event):
+            return
+        # Kept for the resender; a newer event of the job replaces an older one.
+        kept = self._unsent.get(event.job.id)
+        if (kept is None and len(self._unsent) < MAX_UNSENT) or (
+            kept is not None and kept.sequence < event.sequence
+        ):
+            self._unsent[event.job.id] = event
+        if self._resender is None:
+            self._resender = asyncio.create_task(self._resend(), name="redis-bus-resender")
+
+    async def _send(self, event: job_pb2.JobEvent) -> bool:
         try:
             await self._redis.publish(self._channel(event.job.id), event.SerializeToString())
         except (RedisError, OSError) as exc:
-            if not self._publish_failing:
-                self._publish_failing = True
+            if self._resender is None:
                 log.warning("events not published while Redis is unreachable: %s", exc)
-            return
-        if self._publish_failing:
-            self._publish_failing = False
-            log.info("events published again")
+            return False
+        return True
+
+    async def _resend(self) -> None:
+        """Send the kept events, with backoff, until Redis takes them all."""
+        delays = exponential_delays(RECONNECT_BASE_S, RECONNECT_MAX_S)
+        try:
+            while self._unsent:
+                await asyncio.sleep(next(delays))
+                for job_id, event in list(self._unsent.items()):
+                    if not await self._send(event):
+                        break
+                    if self._unsent.get(job_id) is event:
+                        del self._unsent[job_id]
+        finally:
+            self._resender = None
+        log.info("events published again")
 
     @asynccontextmanager
     async def _subscribe(self, job_id: str) -> AsyncIterator[Subscription]:
@@ -104,6 +151,8 @@ class RedisBus:
         if missing:
             async with self._lock:
                 await self._pubsub.subscribe(*missing)
+            # Subscribed only now: what was published before is missed.
+            self._fanout.missed(channel.removeprefix(self._prefix) for channel in missing)
 
     async def _read(self) -> None:
         outage = None  # the reconnection delays while Redis is unreachable

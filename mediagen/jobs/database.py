@@ -12,6 +12,7 @@ Outages (the server down or busy; see :mod:`mediagen.jobs.outages`) become
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -94,6 +96,28 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int, busy_timeout_s: floa
     return engine
 
 
+#: A pooled PostgreSQL connection unused this long is pinged before it is handed out (the server
+#: may have restarted meanwhile); one in steady use is not: that ping was a round trip per call.
+IDLE_PING_S = 1.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool drops this connection and hands out a new one (or the connect fails).
+            raise DisconnectionError("connection lost while idle") from exc
+
+
 class Database:
     """Sessions for reading and for writing, over SQLite or PostgreSQL."""
 
@@ -122,11 +146,13 @@ class Database:
         else:
             engine = create_async_engine(
                 url,
-                pool_size=pool_size,
-                max_overflow=max_overflow,
-                pool_pre_ping=True,
+                # Every connection opened is kept (up to the same total): QueuePool closes an
+                # overflow connection on its return, and opened one anew in each burst.
+                pool_size=pool_size + max_overflow,
+                max_overflow=0,
                 connect_args={"server_settings": timeouts.postgres_settings()},
             )
+            _ping_when_idle(engine)
             self._write_engine = self._read_engine = engine
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self._read_engine, expire_on_commit=False)

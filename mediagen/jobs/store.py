@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cachetools import TTLCache
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
@@ -30,7 +31,7 @@ from mediagen.errors import JobAlreadyFinished, JobNotFound, MediaNotFound
 from mediagen.jobs import convert
 from mediagen.jobs.database import Database
 from mediagen.jobs.listing import NO_FILTER, JobFilter
-from mediagen.jobs.models import JobEventRow, JobRow, MediaRow, ModelStatsRow
+from mediagen.jobs.models import Base, JobEventRow, JobRow, MediaRow, ModelStatsRow
 from mediagen.jobs.pagination import Cursor
 from mediagen.jobs.states import JobState, Transition, next_state, sources
 from mediagen.jobs.validation import JobSpec
@@ -64,6 +65,12 @@ EVENT_TYPES = {
 _EVENT_TYPE_FROM_NAME = {name: value for value, name in EVENT_TYPES.items()}
 #: Weight of the newest run in a model's mean run time.
 _EWMA_WEIGHT = 0.3
+#: How long a model's mean run time is reused before it is read again: it only feeds estimates,
+#: and other processes' runs move it slowly (this process's own runs update it at once).
+MODEL_STATS_TTL_S = 5.0
+#: Plain table INSERTs with their values bound per call: compiled once, no ORM bulk path.
+_INSERT_JOB = insert(Base.metadata.tables[JobRow.__tablename__])
+_INSERT_EVENT = insert(Base.metadata.tables[JobEventRow.__tablename__])
 
 
 def utcnow() -> datetime:
@@ -183,6 +190,7 @@ class JobStore:
         self.db = db
         self._estimate_default_s = estimate_default_s
         self._clock = clock
+        self._mean_run_cache: TTLCache[str, float | None] = TTLCache(1024, MODEL_STATS_TTL_S)
 
     # ---- API side -------------------------------------------------------------------------
 
@@ -193,7 +201,7 @@ class JobStore:
         id ``submit_request_id``. With a request_id the tenant already used, return that job
         instead (and no event)."""
         now = self._clock()
-        row = JobRow(
+        values: dict[str, Any] = dict(
             id=str(uuid.uuid4()),
             tenant=tenant,
             status=JobState.PENDING.value,
@@ -215,12 +223,15 @@ class JobStore:
         )
         try:
             async with self.db.writing() as session:
-                session.add(row)
-                await session.flush()
-                row.estimated_completion_time = now + timedelta(
+                values["estimated_completion_time"] = now + timedelta(
                     seconds=await self._mean_run_s(session, spec.model)
                 )
-                event = self._add_event(session, row, [], job_pb2.JOB_EVENT_TYPE_STATE_CHANGED)
+                # Core INSERTs: no unit of work to flush; the row object only feeds the proto.
+                await session.execute(_INSERT_JOB, values)
+                row = JobRow(**values)
+                event = await self._add_event(
+                    session, row, [], job_pb2.JOB_EVENT_TYPE_STATE_CHANGED
+                )
         except IntegrityError:
             if spec.request_id is None:
                 raise
@@ -400,7 +411,7 @@ class JobStore:
             )
             if event is None:
                 return None
-            row = await session.get(JobRow, job_id)
+            row = await session.get(JobRow, job_id)  # returned by the UPDATE: no query
             assert row is not None  # the UPDATE above just matched it
             claimed = ClaimedJob(
                 id=row.id,
@@ -511,6 +522,7 @@ class JobStore:
                 Transition.SUCCEED,
                 where=self._held(job_id, owner),
                 values=self._finished(now, progress=1.0, error=None),
+                media=media_rows,
             )
             if event is None:
                 raise LeaseLost(job_id)
@@ -693,17 +705,22 @@ class JobStore:
         *,
         where: Sequence[ColumnElement[bool]],
         values: dict[str, Any],
+        media: Sequence[MediaRow] = (),
     ) -> job_pb2.JobEvent | None:
         """Apply a state transition if the job is in one of its source states (and ``where``
-        holds); None if not. The target state comes from the pure state table."""
+        holds); None if not. The target state comes from the pure state table; sources with
+        the same target share one UPDATE."""
+        by_target: dict[JobState, list[str]] = {}
         for source in sorted(sources(transition)):
-            target = next_state(source, transition)
+            by_target.setdefault(next_state(source, transition), []).append(source.value)
+        for target, from_states in by_target.items():
             event = await self._change(
                 session,
                 job_id,
                 job_pb2.JOB_EVENT_TYPE_STATE_CHANGED,
-                where=[JobRow.status == source.value, *where],
+                where=[JobRow.status.in_(from_states), *where],
                 values={**values, "status": target.value},
+                media=media,
             )
             if event is not None:
                 return event
@@ -717,45 +734,57 @@ class JobStore:
         *,
         where: Sequence[ColumnElement[bool]],
         values: dict[str, Any],
+        media: Sequence[MediaRow] = (),
     ) -> job_pb2.JobEvent | None:
-        """One conditional UPDATE plus its event, or None if the condition did not hold."""
+        """One conditional UPDATE plus its event, or None if the condition did not hold.
+
+        The UPDATE returns the whole row: no read after it. ``media`` are the job's media: a job
+        has none until the transaction that succeeds it, which passes the ones it adds."""
         now = self._clock()
-        result = await session.execute(
+        row = await session.scalar(
             update(JobRow)
             .where(JobRow.id == job_id, *where)
             .values(**values, update_time=now, last_sequence=JobRow.last_sequence + 1)
-            .returning(JobRow.id)
-            .execution_options(synchronize_session=False)
+            .returning(JobRow)
+            .execution_options(synchronize_session=False, populate_existing=True)
         )
-        if result.scalar_one_or_none() is None:
+        if row is None:
             return None
-        row = await session.get(
-            JobRow, job_id, options=[selectinload(JobRow.media)], populate_existing=True
-        )
-        assert row is not None  # the UPDATE above just matched it
-        return self._add_event(session, row, row.media, event_type)
+        return await self._add_event(session, row, media, event_type)
 
-    def _add_event(
+    async def _add_event(
         self,
         session: AsyncSession,
         row: JobRow,
         media: Sequence[MediaRow],
         event_type: job_pb2.JobEventType.ValueType,
     ) -> job_pb2.JobEvent:
-        event_row = JobEventRow(
-            job_id=row.id,
+        event = job_pb2.JobEvent(
             sequence=row.last_sequence,
-            type=EVENT_TYPES[event_type],
-            time=row.update_time,
-            snapshot=convert.job_to_proto(row, media).SerializeToString(),
+            type=event_type,
+            job=convert.job_to_proto(row, media),
         )
-        session.add(event_row)
-        return _event_proto(event_row)
+        event.time.CopyFrom(convert.timestamp(row.update_time))
+        await session.execute(
+            _INSERT_EVENT,
+            {
+                "job_id": row.id,
+                "sequence": row.last_sequence,
+                "type": EVENT_TYPES[event_type],
+                "time": row.update_time,
+                "snapshot": event.job.SerializeToString(),
+            },
+        )
+        return event
 
     async def _mean_run_s(self, session: AsyncSession, model: str) -> float:
-        mean = await session.scalar(
-            select(ModelStatsRow.mean_run_s).where(ModelStatsRow.model == model)
-        )
+        if model in self._mean_run_cache:
+            mean = self._mean_run_cache[model]
+        else:
+            mean = await session.scalar(
+                select(ModelStatsRow.mean_run_s).where(ModelStatsRow.model == model)
+            )
+            self._mean_run_cache[model] = mean
         return self._estimate_default_s if mean is None else float(mean)
 
     async def _mean_run_s_for_job(self, session: AsyncSession, job_id: str) -> float:
@@ -776,6 +805,8 @@ class JobStore:
             .returning(ModelStatsRow.model)
             .execution_options(synchronize_session=False)
         )
+        # This process's next estimate reads the new mean (committed or not, it reads the table).
+        self._mean_run_cache.pop(model, None)
         if result.scalar_one_or_none() is None:
             try:
                 async with session.begin_nested():

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from mediagen.errors import Unavailable
+from mediagen.jobs import database as database_module
 from mediagen.jobs.database import Database, Timeouts
 from mediagen.jobs.migrate import upgrade
 from mediagen.jobs.store import JobStore
@@ -200,3 +201,28 @@ async def test_real_errors_are_not_outages(database: Database) -> None:
         with pytest.raises(DBAPIError):  # an Unavailable here would not match
             async with database.reading() as session:
                 await session.execute(text(statement))
+
+
+async def test_a_connection_dropped_while_idle_is_replaced_unseen(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections in steady use are not pinged; one that sat idle is, so a connection the
+    server dropped meanwhile (a restart, an idle timeout) costs the caller nothing."""
+    monkeypatch.setattr(database_module, "IDLE_PING_S", 0.05)
+    db = Database(postgres_url, pool_size=1, max_overflow=0)
+    store = JobStore(db)
+    try:
+        job, _ = await store.create(spec(), tenant="t")
+        async with db.reading() as session:
+            pid = await session.scalar(text("SELECT pg_backend_pid()"))
+        admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.1)
+        assert (await store.get(job.id, tenant=None)).id == job.id
+        async with db.reading() as session:
+            assert await session.scalar(text("SELECT pg_backend_pid()")) != pid
+    finally:
+        await db.dispose()
