@@ -265,6 +265,9 @@ class Settings:
     rate_limit_prefix: str = "mediagen:ratelimit:"  # Redis keys of the buckets
     max_active_jobs: int = 0  # PENDING + RUNNING jobs per tenant
     max_watch_streams: int = 0  # open WatchJob streams per tenant, per API process
+    # How often an API process checks its open WatchJob streams for events no bus message
+    # announced (a worker killed between commit and publish); 0: never.
+    watch_sweep_s: float = 5.0
 
     grpc_max_message_bytes: int = 4 * 1024 * 1024  # gRPC requests and responses, each way
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -495,6 +498,7 @@ class Settings:
             rate_limit_prefix=env.get("MEDIAGEN_RATE_LIMIT_PREFIX", d.rate_limit_prefix),
             max_active_jobs=max_active_jobs,
             max_watch_streams=max_watch_streams,
+            watch_sweep_s=_seconds(env, "MEDIAGEN_WATCH_SWEEP_S", d.watch_sweep_s),
             secret_key=env.get("SECRET_KEY", "").strip(),
             media_url_ttl_s=media_url_ttl_s,
             auth=_bool(env, "MEDIAGEN_AUTH", d.auth),

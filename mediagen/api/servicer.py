@@ -23,6 +23,7 @@ import grpc
 from grpc_status import rpc_status
 
 from mediagen.api.urls import resolve_event, resolve_job, resolve_media
+from mediagen.api.watch_sweep import WatchSweep
 from mediagen.auth.principal import current_principal
 from mediagen.config import Settings
 from mediagen.errors import (
@@ -124,6 +125,8 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         self._watchers = 0
         self._no_watchers = asyncio.Event()
         self._no_watchers.set()
+        #: Wakes streams whose job has events no bus message announced.
+        self.sweep = WatchSweep(store.latest_sequences, settings.watch_sweep_s)
 
     async def close_streams(self, timeout_s: float) -> None:
         """End every open WatchJob stream (UNAVAILABLE, with where to resume) and wait up to
@@ -252,27 +255,28 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
     ) -> AsyncIterator[pb.WatchJobResponse]:
         # Subscribe first, then read the store: nothing published in between is missed.
         async with self.bus.subscribe(job_id) as subscription:
-            backlog = await self.store.events_after(job_id, last, tenant=scope)
-            while True:
-                for event in backlog:
-                    if event.sequence <= last:
-                        continue  # already sent (the bus repeats what the store returned)
-                    last = event.sequence
-                    # The event may be the bus's, shared with every watcher: resolve a copy.
-                    yield pb.WatchJobResponse(event=await resolve_event(event, self.storage))
-                    if event.job.status in _TERMINAL:
-                        return
-                finished = not backlog and (
-                    (await self.store.get(job_id, tenant=scope)).status in _TERMINAL
-                )
-                if finished:
-                    # Finished: its final event is committed with it, so one more read finds
-                    # whatever the caller has not seen yet; nothing means it saw the end.
-                    backlog = await self.store.events_after(job_id, last, tenant=scope)
-                    if not backlog:
-                        return
-                    continue
-                backlog = await self._next_events(job_id, last, scope, subscription)
+            with self.sweep.watching(job_id, subscription, last) as watch:
+                backlog = await self.store.events_after(job_id, last, tenant=scope)
+                while True:
+                    for event in backlog:
+                        if event.sequence <= last:
+                            continue  # already sent (the bus repeats what the store returned)
+                        last = watch.last = event.sequence
+                        # The event may be the bus's, shared with every watcher: resolve a copy.
+                        yield pb.WatchJobResponse(event=await resolve_event(event, self.storage))
+                        if event.job.status in _TERMINAL:
+                            return
+                    finished = not backlog and (
+                        (await self.store.get(job_id, tenant=scope)).status in _TERMINAL
+                    )
+                    if finished:
+                        # Finished: its final event is committed with it, so one more read
+                        # finds whatever the caller has not seen yet; nothing: it saw the end.
+                        backlog = await self.store.events_after(job_id, last, tenant=scope)
+                        if not backlog:
+                            return
+                        continue
+                    backlog = await self._next_events(job_id, last, scope, subscription)
 
     async def _next_events(
         self, job_id: str, last: int, scope: str | None, subscription: Subscription

@@ -346,6 +346,17 @@ class JobStore:
                 raise JobNotFound(job_id)
             return [_event_proto(r) for r in rows]
 
+    async def latest_sequences(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """The sequence of each job's newest event, for those of ``job_ids`` that exist (any
+        tenant: the watch sweep only decides from it whom to wake)."""
+        if not job_ids:
+            return {}
+        async with self.db.reading() as session:
+            rows = await session.execute(
+                select(JobRow.id, JobRow.last_sequence).where(JobRow.id.in_(list(job_ids)))
+            )
+            return {job_id: sequence for job_id, sequence in rows}
+
     async def cancel(
         self, job_id: str, *, tenant: str | None
     ) -> tuple[job_pb2.Job, job_pb2.JobEvent | None]:
