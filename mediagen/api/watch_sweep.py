@@ -46,7 +46,8 @@ class WatchSweep:
         self._interval_s = interval_s
         self._watches: defaultdict[str, set[Watch]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
-        self._sweeping = False
+        #: The task whose sweep is under way, if any.
+        self._busy: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
     def watching(self, job_id: str, subscription: Subscription, last: int) -> Iterator[Watch]:
@@ -65,7 +66,7 @@ class WatchSweep:
             if not self._watches and self._task is not None:
                 # Nothing left to sweep; the next stream starts it again. A sweep under way
                 # ends by itself (cancelling a query would cost its connection).
-                if not self._sweeping:
+                if self._task is not self._busy:
                     self._task.cancel()
                 self._task = None
 
@@ -88,13 +89,13 @@ class WatchSweep:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
-            self._sweeping = True
+            self._busy = asyncio.current_task()
             try:
                 await self.sweep()
             except Exception:
                 # The database may be down; streams still get what the bus carries. Next time.
                 log.warning("watch sweep failed; trying again in %ss", self._interval_s)
             finally:
-                self._sweeping = False
+                self._busy = None
             if self._task is not asyncio.current_task():
                 return  # every stream closed meanwhile (a newer task may sweep for new ones)
