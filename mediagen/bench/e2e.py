@@ -27,7 +27,6 @@ from mediagen.bench.options import BenchOptions
 from mediagen.bench.report import BenchReport, at_least, below
 from mediagen.bench.stats import latency, rate
 
-
 #: Requests a minute, for every budget: far above anything one run can send.
 UNBUDGETED_PER_MIN = "1000000"
 UNBUDGETED: Mapping[str, str] = {
@@ -42,7 +41,7 @@ UNBUDGETED: Mapping[str, str] = {
 
 
 def deploy_env(options: BenchOptions) -> Mapping[str, str]:
-    return UNBUDGETED
+    return {**UNBUDGETED, "MEDIAGEN_METRICS": "true" if options.metrics else "false"}
 
 
 async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
@@ -73,6 +72,7 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
             "concurrency": options.concurrency,
             "job_seconds": options.job_seconds,
             "seconds": options.seconds,
+            "metrics": options.metrics,
             # A deployment the run started has the budget lifted; a --target keeps its own.
             "provider_budget": (
                 "the target's own" if deployment.kind == "target" else f"{UNBUDGETED_PER_MIN}/min"
