@@ -170,10 +170,12 @@ def test_e2e_on_a_private_distributed_deployment() -> None:
     assert_sane(report, {"api", "worker0"}, {"emulator", "redis", "postgres", "bench"})
 
 
-async def test_e2e_starts_its_deployment_with_the_provider_budget_lifted() -> None:
+@pytest.mark.parametrize("kind", ["embedded", "distributed"])
+async def test_e2e_starts_its_deployment_with_the_provider_budget_lifted(kind: str) -> None:
     # Replicate's real budget would cap e2e at 10 creates/s: the emulator must enforce none.
+    options = DeployOptions(kind=kind, env=e2e.deploy_env(BenchOptions()))
     async with (
-        deployed(DeployOptions(env=e2e.deploy_env(BenchOptions()))) as deployment,
+        deployed(options) as deployment,
         httpx.AsyncClient() as client,
     ):
         assert deployment.emulator_url is not None
