@@ -61,7 +61,10 @@ class RedisBus:
         )
         self._prefix = channel_prefix
         self._fanout = LocalFanout()
-        self._pubsub = _ReconnectingPubSub(self._redis, self._fanout.missed)
+        self._pubsub = _ReconnectingPubSub(self._redis, self._reconnected)
+        #: Whether a local subscription may lack its Redis one (a subscribe failed, or the
+        #: connection was made again): only then does the reader compare them, not per message.
+        self._maybe_missing = False
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -70,6 +73,10 @@ class RedisBus:
 
     def _channel(self, job_id: str) -> str:
         return f"{self._prefix}{job_id}"
+
+    def _reconnected(self) -> None:
+        self._maybe_missing = True
+        self._fanout.missed()
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read(), name="redis-bus-reader")
@@ -130,6 +137,7 @@ class RedisBus:
                         await self._pubsub.subscribe(self._channel(job_id))
                 except (RedisError, OSError) as exc:
                     # Redis is down: the reader subscribes it when Redis is back.
+                    self._maybe_missing = True
                     log.debug("job=%s subscribed locally only: %s", job_id, exc)
                 self._subscribed.set()
             yield sub
@@ -144,6 +152,16 @@ class RedisBus:
 
     async def _subscribe_missing(self) -> None:
         """Subscribe the channels of local subscriptions made while Redis was down."""
+        if not self._maybe_missing:
+            return
+        self._maybe_missing = False  # set again if the subscribe below fails
+        try:
+            await self._subscribe_channels()
+        except BaseException:
+            self._maybe_missing = True
+            raise
+
+    async def _subscribe_channels(self) -> None:
         have = {_text(name) for name in self._pubsub.channels}
         missing = [
             channel for channel in map(self._channel, self._fanout.job_ids()) if channel not in have

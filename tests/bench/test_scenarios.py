@@ -17,8 +17,12 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
+from mediagen.bench import e2e
+from mediagen.bench.deploy import DeployOptions, deployed
+from mediagen.bench.options import BenchOptions
 from tests.fixtures.processes import Cluster, Proc, wait_for_grpc_health
 from tests.fixtures.s3 import free_port
 
@@ -164,3 +168,17 @@ def test_e2e_on_a_private_distributed_deployment() -> None:
     assert (report["figures"]["submitted"], report["figures"]["succeeded"]) == (5, 5)
     # Every process of the deployment measured, PostgreSQL with its backends.
     assert_sane(report, {"api", "worker0"}, {"emulator", "redis", "postgres", "bench"})
+
+
+@pytest.mark.parametrize("kind", ["embedded", "distributed"])
+async def test_e2e_starts_its_deployment_with_the_provider_budget_lifted(kind: str) -> None:
+    # Replicate's real budget would cap e2e at 10 creates/s: the emulator must enforce none.
+    options = DeployOptions(kind=kind, env=e2e.deploy_env(BenchOptions()))
+    async with (
+        deployed(options) as deployment,
+        httpx.AsyncClient() as client,
+    ):
+        assert deployment.emulator_url is not None
+        answer = await client.get(f"{deployment.emulator_url}/_emulator/limits")
+    limits = answer.raise_for_status().json()
+    assert limits["creates_per_min"] >= 1_000_000 and limits["requests_per_min"] >= 1_000_000

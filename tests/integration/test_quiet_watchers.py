@@ -191,3 +191,27 @@ async def test_an_event_redis_refused_is_sent_once_redis_takes_it(
         await listener.aclose()  # type: ignore[no-untyped-call]
         await publisher.close()
         await admin.aclose()
+
+
+async def test_a_subscription_made_while_redis_is_down_gets_events_once_it_is_back(
+    private_redis: PrivateRedis,
+) -> None:
+    bus = RedisBus(private_redis.url)
+    await bus.start()
+    admin = aioredis.Redis.from_url(private_redis.url)
+    try:
+        await asyncio.to_thread(private_redis.stop)
+        async with bus.subscribe("j1") as sub:  # local only: Redis is down
+            await asyncio.to_thread(private_redis.start)
+            event = job_pb2.JobEvent(sequence=7, job=job_pb2.Job(id="j1"))
+            got = None
+            async with asyncio.timeout(10):
+                # Published until the reader has subscribed the channel it lacked.
+                while got is None:
+                    await admin.publish("mediagen:events:j1", event.SerializeToString())
+                    with contextlib.suppress(TimeoutError):
+                        got = await asyncio.wait_for(sub.get(), 0.2)
+            assert got.sequence == 7
+    finally:
+        await bus.close()
+        await admin.aclose()
