@@ -1,11 +1,11 @@
 """Running the gateway on uvicorn: inside an existing event loop, or as its own process.
 
-uvicorn with a raw ASGI app was chosen over aiohttp by measurement (then with httptools; it now
-runs h11 under the gateway's limits, see below) (loopback, one
-server process, a 1 KB JSON GET, three runs on this 2-core machine): at 16 connections it served
-9,200-10,900 requests/s (p99 3-5 ms) against aiohttp's 6,000-7,900 (p99 6-7 ms); at one
+uvicorn with a raw ASGI app was chosen over aiohttp by measurement (loopback, one server process,
+a 1 KB JSON GET, three runs on this 2-core machine, uvicorn then on httptools): at 16 connections
+it served 9,200-10,900 requests/s (p99 3-5 ms) against aiohttp's 6,000-7,900 (p99 6-7 ms); at one
 connection aiohttp was a little ahead (2,500-3,200 against 2,100-2,500 requests/s, p50 0.3 ms
 for both). Starlette and uvicorn were already the project's HTTP stack (the Replicate emulator).
+It now runs on h11, under the gateway's own connection limits (see ``start_gateway``).
 
 The embedded server (run by :mod:`mediagen.http_server`, as the emulator is) leaves signal
 handling to its host (``mediagen serve`` owns SIGTERM): :class:`RunningGateway` is stopped by
