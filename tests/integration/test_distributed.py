@@ -20,15 +20,7 @@ from mediagen.config import S3Settings
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
-from tests.fixtures.processes import (
-    Cluster,
-    Proc,
-    distributed_env,
-    free_port,
-    wait_for_grpc_health,
-    wait_for_http,
-)
-from tests.fixtures.s3 import make_s3_settings
+from tests.fixtures.processes import Cluster, Proc
 
 TOKEN = "r8_distributed_test_token"
 LEASE_S = 4.0
@@ -54,21 +46,10 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[Deployment]:
-    from tests.fixtures.database import _truncate
-
-    asyncio.run(_truncate(postgres_url))
-    s3 = make_s3_settings(s3_server)
-    emulator_port = free_port()
-    emulator_url = f"http://127.0.0.1:{emulator_port}"
-    cluster.env |= distributed_env(
-        database_url=postgres_url,
-        redis_url="redis://127.0.0.1:6379/0",
-        s3_url=s3_server,
-        bucket=s3.bucket,
-        emulator_port=emulator_port,
-        token=TOKEN,
-    )
+def deployment(
+    cluster: Cluster, postgres_url: str, s3_settings: S3Settings
+) -> Iterator[Deployment]:
+    emulator_url = cluster.distributed(postgres_url, s3_settings, token=TOKEN)
     cluster.env |= {
         "MEDIAGEN_EMULATOR_LATENCY_S": str(LATENCY_S),
         "MEDIAGEN_LEASE_S": str(LEASE_S),
@@ -84,21 +65,18 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
         "MEDIAGEN_DB_POOL_SIZE": "5",
         "MEDIAGEN_DB_MAX_OVERFLOW": "5",
     }
-    emulator = cluster.start("emulator", "emulator")
-    wait_for_http(f"{emulator_url}/_emulator/health", emulator)
-    apis = []
-    for i in range(2):
-        port = free_port()
-        proc = cluster.start(f"api{i}", "api", env={"MEDIAGEN_GRPC_PORT": str(port)})
-        wait_for_grpc_health(f"127.0.0.1:{port}", proc)
-        apis.append(f"127.0.0.1:{port}")
-    workers = []
-    for i in range(2):
-        port = free_port()
-        proc = cluster.start(f"worker{i}", "worker", env={"MEDIAGEN_WORKER_HEALTH_PORT": str(port)})
-        wait_for_grpc_health(f"127.0.0.1:{port}", proc)
-        workers.append(proc)
-    yield Deployment(cluster, apis, workers, emulator_url, s3)
+    emulator = cluster.emulator()
+    apis = [cluster.api(f"api{i}") for i in range(2)]
+    workers = [cluster.worker(f"worker{i}") for i in range(2)]
+    for server in (emulator, *apis, *workers):
+        server.ready()
+    yield Deployment(
+        cluster,
+        [api.address for api in apis],
+        [worker.proc for worker in workers],
+        emulator_url,
+        s3_settings,
+    )
 
 
 async def submit_and_watch(

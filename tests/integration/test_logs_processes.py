@@ -17,21 +17,14 @@ import grpc
 import httpx
 import pytest
 
+from mediagen.config import S3Settings
 from mediagen.logs.setup import CHATTY_LOGGERS
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
 from tests.fixtures.api_keys import drop_keys, tenant_keys
 from tests.fixtures.emulator import small_request
-from tests.fixtures.processes import (
-    Cluster,
-    Proc,
-    distributed_env,
-    free_port,
-    wait_for_grpc_health,
-    wait_for_http,
-)
-from tests.fixtures.s3 import make_s3_settings
+from tests.fixtures.processes import Cluster, Proc
 
 TENANT = "acme"
 GENERATED = re.compile(r"[0-9a-f]{32}")
@@ -59,20 +52,11 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[Deployment]:
-    from tests.fixtures.database import _truncate
-
-    asyncio.run(_truncate(postgres_url))
+def deployment(
+    cluster: Cluster, postgres_url: str, s3_settings: S3Settings
+) -> Iterator[Deployment]:
+    cluster.distributed(postgres_url, s3_settings, token="r8_logs_test_token")
     keys = asyncio.run(tenant_keys(postgres_url, TENANT))
-    emulator_port = free_port()
-    cluster.env |= distributed_env(
-        database_url=postgres_url,
-        redis_url="redis://127.0.0.1:6379/0",
-        s3_url=s3_server,
-        bucket=make_s3_settings(s3_server).bucket,
-        emulator_port=emulator_port,
-        token="r8_logs_test_token",
-    )
     cluster.env |= {
         "MEDIAGEN_EMULATOR_LATENCY_S": "0.3",
         "MEDIAGEN_POLL_INTERVAL_S": "0.1",
@@ -83,34 +67,17 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
     }
     try:
         # All started at once (none needs another to start), then waited for.
-        emulator = cluster.start("emulator", "emulator")
-        grpc_port, health_port, http_port = free_port(), free_port(), free_port()
-        api = cluster.start(
-            "api", "api", env={"MEDIAGEN_GRPC_PORT": str(grpc_port)}, separate_stderr=True
-        )
-        worker = cluster.start(
-            "worker",
-            "worker",
-            env={"MEDIAGEN_WORKER_HEALTH_PORT": str(health_port)},
-            separate_stderr=True,
-        )
-        gateway = cluster.start(
-            "gateway",
-            "gateway",
-            "--grpc-target",
-            f"127.0.0.1:{grpc_port}",
-            env={"MEDIAGEN_HTTP_PORT": str(http_port)},
-            separate_stderr=True,
-        )
-        wait_for_http(f"http://127.0.0.1:{emulator_port}/_emulator/health", emulator)
-        wait_for_grpc_health(f"127.0.0.1:{grpc_port}", api)
-        wait_for_grpc_health(f"127.0.0.1:{health_port}", worker)
-        wait_for_http(f"http://127.0.0.1:{http_port}/api/v1/health", gateway)
+        emulator = cluster.emulator()
+        api = cluster.api(separate_stderr=True)
+        worker = cluster.worker(separate_stderr=True)
+        gateway = cluster.gateway(api.address, separate_stderr=True)
+        for server in (emulator, api, worker, gateway):
+            server.ready()
         yield Deployment(
-            api=f"127.0.0.1:{grpc_port}",
-            gateway=f"http://127.0.0.1:{http_port}",
+            api=api.address,
+            gateway=gateway.address,
             auth=keys[TENANT],
-            procs={"api": api, "worker": worker, "gateway": gateway},
+            procs={"api": api.proc, "worker": worker.proc, "gateway": gateway.proc},
         )
     finally:
         cluster.stop_all()

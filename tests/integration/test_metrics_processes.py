@@ -4,7 +4,6 @@ own port after a scripted run (success, failure, a throttled create, a retried o
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -12,19 +11,12 @@ import grpc
 import httpx
 import pytest
 
-from mediagen.config import DEFAULT_MODEL
+from mediagen.config import DEFAULT_MODEL, S3Settings
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
 from tests.fixtures.emulator import small_request, wait_until
-from tests.fixtures.processes import (
-    Cluster,
-    distributed_env,
-    free_port,
-    wait_for_grpc_health,
-    wait_for_http,
-)
-from tests.fixtures.s3 import make_s3_settings
+from tests.fixtures.processes import Cluster, free_port
 from tests.support.metrics import Delta, Scrape, scrape
 
 GENERATE = "/mediagen.v1.MediaGenerationService/GenerateMedia"
@@ -40,19 +32,10 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[Deployment]:
-    from tests.fixtures.database import _truncate
-
-    asyncio.run(_truncate(postgres_url))
-    emulator_port = free_port()
-    cluster.env |= distributed_env(
-        database_url=postgres_url,
-        redis_url="redis://127.0.0.1:6379/0",
-        s3_url=s3_server,
-        bucket=make_s3_settings(s3_server).bucket,
-        emulator_port=emulator_port,
-        token="r8_metrics_test_token",
-    )
+def deployment(
+    cluster: Cluster, postgres_url: str, s3_settings: S3Settings
+) -> Iterator[Deployment]:
+    emulator_url = cluster.distributed(postgres_url, s3_settings, token="r8_metrics_test_token")
     cluster.env |= {
         "MEDIAGEN_EMULATOR_LATENCY_S": "0.5",
         "MEDIAGEN_POLL_INTERVAL_S": "0.1",
@@ -64,39 +47,18 @@ def deployment(cluster: Cluster, postgres_url: str, s3_server: str) -> Iterator[
         "MEDIAGEN_DB_POOL_SIZE": "3",
         "MEDIAGEN_DB_MAX_OVERFLOW": "2",
     }
-    emulator_url = f"http://127.0.0.1:{emulator_port}"
-    emulator = cluster.start("emulator", "emulator")
-    wait_for_http(f"{emulator_url}/_emulator/health", emulator)
-    grpc_port, api_metrics, worker_metrics, http_port = (free_port() for _ in range(4))
-    api = cluster.start(
-        "api",
-        "api",
-        env={"MEDIAGEN_GRPC_PORT": str(grpc_port), "MEDIAGEN_METRICS_PORT": str(api_metrics)},
-    )
-    wait_for_grpc_health(f"127.0.0.1:{grpc_port}", api)
-    health = free_port()
-    worker = cluster.start(
-        "worker",
-        "worker",
-        env={
-            "MEDIAGEN_WORKER_HEALTH_PORT": str(health),
-            "MEDIAGEN_METRICS_PORT": str(worker_metrics),
-        },
-    )
-    wait_for_grpc_health(f"127.0.0.1:{health}", worker)
-    gateway = cluster.start(
-        "gateway",
-        "gateway",
-        "--grpc-target",
-        f"127.0.0.1:{grpc_port}",
-        env={"MEDIAGEN_HTTP_PORT": str(http_port)},
-    )
-    wait_for_http(f"http://127.0.0.1:{http_port}/metrics", gateway)
+    api_metrics, worker_metrics = free_port(), free_port()
+    emulator = cluster.emulator()
+    api = cluster.api(env={"MEDIAGEN_METRICS_PORT": str(api_metrics)})
+    worker = cluster.worker(env={"MEDIAGEN_METRICS_PORT": str(worker_metrics)})
+    gateway = cluster.gateway(api.address)
+    for server in (emulator, api, worker, gateway):
+        server.ready()
     yield Deployment(
-        api=f"127.0.0.1:{grpc_port}",
+        api=api.address,
         api_metrics=f"http://127.0.0.1:{api_metrics}/metrics",
         worker_metrics=f"http://127.0.0.1:{worker_metrics}/metrics",
-        gateway=f"http://127.0.0.1:{http_port}",
+        gateway=gateway.address,
         emulator=emulator_url,
     )
 

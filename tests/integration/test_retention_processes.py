@@ -20,8 +20,7 @@ from mediagen.jobs.store import JobStore, NewMedia
 from mediagen.jobs.validation import validate_generate
 from mediagen.storage.s3 import S3Storage
 from mediagen.v1 import media_generation_service_pb2 as pb
-from tests.fixtures.database import _truncate
-from tests.fixtures.processes import Cluster, distributed_env, free_port, wait_for_http
+from tests.fixtures.processes import Cluster, free_port, wait_for_http
 from tests.fixtures.s3 import make_s3_settings
 from tests.support.metrics import parse
 
@@ -104,17 +103,9 @@ def _deleted(ports: list[int], kind: str) -> float:
 def test_two_schedulers_share_the_backlog_and_delete_each_job_once(
     cluster: Cluster, postgres_url: str, s3_server: str
 ) -> None:
-    asyncio.run(_truncate(postgres_url))
     s3 = make_s3_settings(s3_server)
+    cluster.distributed(postgres_url, s3, token="r8_retention_test_token")
     stay, keys = asyncio.run(_seed(postgres_url, s3))
-    cluster.env |= distributed_env(
-        database_url=postgres_url,
-        redis_url="redis://127.0.0.1:6379/0",
-        s3_url=s3_server,
-        bucket=s3.bucket,
-        emulator_port=free_port(),
-        token="r8_retention_test_token",
-    )
     cluster.env |= {
         "MEDIAGEN_RETENTION_DAYS": "1",
         "MEDIAGEN_RETENTION_BATCH_SIZE": "2",  # many small batches, for the two to share

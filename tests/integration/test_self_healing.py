@@ -20,6 +20,7 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mediagen.config import S3Settings
 from mediagen.v1 import job_pb2
 from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
@@ -27,13 +28,11 @@ from tests.fixtures.emulator import small_request
 from tests.fixtures.processes import (
     Cluster,
     Proc,
-    distributed_env,
     free_port,
     wait_for_grpc_health,
     wait_for_http,
 )
 from tests.fixtures.redis_server import PrivateRedis
-from tests.fixtures.s3 import make_s3_settings
 
 TOKEN = "r8_self_healing_test_token"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -78,21 +77,11 @@ class Fleet:
 
 @pytest.fixture
 def fleet(
-    private_redis: PrivateRedis, cluster: Cluster, postgres_url: str, s3_server: str
+    private_redis: PrivateRedis, cluster: Cluster, postgres_url: str, s3_settings: S3Settings
 ) -> Iterator[Fleet]:
     # Redis first: it is stopped after the processes, which then never see it go.
-    from tests.fixtures.database import _truncate
-
-    asyncio.run(_truncate(postgres_url))
-    emulator_port = free_port()
-    emulator_url = f"http://127.0.0.1:{emulator_port}"
-    cluster.env |= distributed_env(
-        database_url=postgres_url,
-        redis_url=private_redis.url,
-        s3_url=s3_server,
-        bucket=make_s3_settings(s3_server).bucket,
-        emulator_port=emulator_port,
-        token=TOKEN,
+    emulator_url = cluster.distributed(
+        postgres_url, s3_settings, token=TOKEN, redis_url=private_redis.url
     )
     cluster.env |= {
         "MEDIAGEN_EMULATOR_LATENCY_S": "1",
@@ -104,20 +93,18 @@ def fleet(
         "MEDIAGEN_DB_POOL_SIZE": "3",
         "MEDIAGEN_DB_MAX_OVERFLOW": "3",
     }
-    emulator = cluster.start("emulator", "emulator")
-    wait_for_http(f"{emulator_url}/_emulator/health", emulator)
-    port = free_port()
-    api = cluster.start("api", "api", env={"MEDIAGEN_GRPC_PORT": str(port)})
-    wait_for_grpc_health(f"127.0.0.1:{port}", api)
-    workers = []
-    for i in range(2):
-        health_port = free_port()
-        proc = cluster.start(
-            f"worker{i}", "worker", env={"MEDIAGEN_WORKER_HEALTH_PORT": str(health_port)}
-        )
-        wait_for_grpc_health(f"127.0.0.1:{health_port}", proc)
-        workers.append(Worker(proc, f"127.0.0.1:{health_port}"))
-    yield Fleet(cluster, private_redis, f"127.0.0.1:{port}", workers, emulator_url, postgres_url)
+    emulator, api = cluster.emulator(), cluster.api()
+    workers = [cluster.worker(f"worker{i}") for i in range(2)]
+    for server in (emulator, api, *workers):
+        server.ready()
+    yield Fleet(
+        cluster,
+        private_redis,
+        api.address,
+        [Worker(w.proc, w.address) for w in workers],
+        emulator_url,
+        postgres_url,
+    )
 
 
 @pytest.fixture
