@@ -58,16 +58,47 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     value = _float(env, name, default)
-    if value < 0:
+    if not value >= 0:  # also refuses nan
         raise ConfigError(f"{name} must not be negative (0 turns it off), got {value}")
     return value
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     value = _float(env, name, default)
-    if value <= 0:
+    if not value > 0:  # also refuses nan
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """A size or number of things: at least ``minimum`` (1 unless 0 means something)."""
+    value = _int(env, name, default)
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if not 0 <= value <= 65_535:
+        raise ConfigError(f"{name} must be a port number (0 to 65535), got {value}")
+    return value
+
+
+def _name(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Redis key or prefix: unset means ``default``; set, it must say something (an empty
+    one would share keys with whatever else uses that Redis)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if not raw.strip():
+        raise ConfigError(f"{name} must not be empty (unset it for {default!r})")
+    return raw
+
+
+def _at_least(high: tuple[str, float], low: tuple[str, float]) -> None:
+    if high[1] < low[1]:
+        raise ConfigError(f"{high[0]} must be at least {low[0]}, got {high[1]:g} < {low[1]:g}")
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -352,17 +383,18 @@ class Settings:
             addressing_style=env.get("S3_ADDRESSING_STYLE", s3d.addressing_style),
             create_bucket=_bool(env, "S3_CREATE_BUCKET", s3d.create_bucket),
             public_base_url=env.get("S3_PUBLIC_BASE_URL") or None,
+            # Both checked by S3Storage, which knows S3's limits.
             presign_expiry_s=_int(env, "S3_PRESIGN_EXPIRY_S", s3d.presign_expiry_s),
             part_size_bytes=_int(env, "S3_PART_SIZE_BYTES", s3d.part_size_bytes),
         )
         hd = HttpSettings()
         http = HttpSettings(
-            max_body_bytes=_int(env, "MEDIAGEN_HTTP_MAX_BODY_BYTES", hd.max_body_bytes),
-            max_header_bytes=_int(env, "MEDIAGEN_HTTP_MAX_HEADER_BYTES", hd.max_header_bytes),
-            header_timeout_s=_float(env, "MEDIAGEN_HTTP_HEADER_TIMEOUT_S", hd.header_timeout_s),
-            body_timeout_s=_float(env, "MEDIAGEN_HTTP_BODY_TIMEOUT_S", hd.body_timeout_s),
-            keepalive_s=_float(env, "MEDIAGEN_HTTP_KEEPALIVE_S", hd.keepalive_s),
-            max_connections=_int(env, "MEDIAGEN_HTTP_MAX_CONNECTIONS", hd.max_connections),
+            max_body_bytes=_count(env, "MEDIAGEN_HTTP_MAX_BODY_BYTES", hd.max_body_bytes),
+            max_header_bytes=_count(env, "MEDIAGEN_HTTP_MAX_HEADER_BYTES", hd.max_header_bytes),
+            header_timeout_s=_positive(env, "MEDIAGEN_HTTP_HEADER_TIMEOUT_S", hd.header_timeout_s),
+            body_timeout_s=_positive(env, "MEDIAGEN_HTTP_BODY_TIMEOUT_S", hd.body_timeout_s),
+            keepalive_s=_positive(env, "MEDIAGEN_HTTP_KEEPALIVE_S", hd.keepalive_s),
+            max_connections=_count(env, "MEDIAGEN_HTTP_MAX_CONNECTIONS", hd.max_connections),
             cors_origins=_list(env, "MEDIAGEN_CORS_ORIGINS"),
         )
         debug = _bool(env, "DEBUG", False)
@@ -398,16 +430,26 @@ class Settings:
                 "MEDIAGEN_RETENTION_INTERVAL_S must be positive and MEDIAGEN_RETENTION_BATCH_SIZE "
                 f"1..1000, got {retention_interval_s:g} and {retention_batch_size}"
             )
+        poll_interval_s = _positive(env, "MEDIAGEN_POLL_INTERVAL_S", d.poll_interval_s)
+        poll_interval_max_s = _positive(env, "MEDIAGEN_POLL_INTERVAL_MAX_S", d.poll_interval_max_s)
+        retry_base_s = _positive(env, "MEDIAGEN_RETRY_BASE_S", d.retry_base_s)
+        retry_max_s = _positive(env, "MEDIAGEN_RETRY_MAX_S", d.retry_max_s)
+        # Each backs off from the first to the most: a smaller most would shorten the waits.
+        _at_least(
+            ("MEDIAGEN_POLL_INTERVAL_MAX_S", poll_interval_max_s),
+            ("MEDIAGEN_POLL_INTERVAL_S", poll_interval_s),
+        )
+        _at_least(("MEDIAGEN_RETRY_MAX_S", retry_max_s), ("MEDIAGEN_RETRY_BASE_S", retry_base_s))
         return cls(
             data_dir=Path(env.get("MEDIAGEN_DATA_DIR", str(d.data_dir))),
             host=env.get("MEDIAGEN_HOST", d.host),
-            grpc_port=_int(env, "MEDIAGEN_GRPC_PORT", d.grpc_port),
-            http_port=_int(env, "MEDIAGEN_HTTP_PORT", d.http_port),
+            grpc_port=_port(env, "MEDIAGEN_GRPC_PORT", d.grpc_port),
+            http_port=_port(env, "MEDIAGEN_HTTP_PORT", d.http_port),
             public_url=env.get("MEDIAGEN_PUBLIC_URL") or None,
             tls=_tls(env),
             database_url=env.get("DATABASE_URL") or None,
-            db_pool_size=_int(env, "MEDIAGEN_DB_POOL_SIZE", d.db_pool_size),
-            db_max_overflow=_int(env, "MEDIAGEN_DB_MAX_OVERFLOW", d.db_max_overflow),
+            db_pool_size=_count(env, "MEDIAGEN_DB_POOL_SIZE", d.db_pool_size),
+            db_max_overflow=_count(env, "MEDIAGEN_DB_MAX_OVERFLOW", d.db_max_overflow, 0),
             db_statement_timeout_s=_seconds(
                 env, "MEDIAGEN_DB_STATEMENT_TIMEOUT_S", d.db_statement_timeout_s
             ),
@@ -416,28 +458,30 @@ class Settings:
                 env, "MEDIAGEN_DB_IDLE_IN_TRANSACTION_TIMEOUT_S", d.db_idle_in_transaction_timeout_s
             ),
             redis_url=env.get("REDIS_URL") or None,
-            queue_name=env.get("MEDIAGEN_QUEUE_NAME", d.queue_name),
+            queue_name=_name(env, "MEDIAGEN_QUEUE_NAME", d.queue_name),
             replicate_api_token=env.get("REPLICATE_API_TOKEN") or None,
             replicate_base_url=env.get("REPLICATE_BASE_URL") or None,
             default_model=env.get("REPLICATE_MODEL", d.default_model) or d.default_model,
             allowed_models=_list(env, "MEDIAGEN_ALLOWED_MODELS"),
-            poll_interval_s=_float(env, "MEDIAGEN_POLL_INTERVAL_S", d.poll_interval_s),
-            poll_interval_max_s=_float(env, "MEDIAGEN_POLL_INTERVAL_MAX_S", d.poll_interval_max_s),
-            provider_read_timeout_s=_float(
+            poll_interval_s=poll_interval_s,
+            poll_interval_max_s=poll_interval_max_s,
+            provider_read_timeout_s=_positive(
                 env, "MEDIAGEN_PROVIDER_READ_TIMEOUT_S", d.provider_read_timeout_s
             ),
             webhook_url=env.get("MEDIAGEN_WEBHOOK_URL") or None,
-            webhook_fallback_poll_s=_float(
+            webhook_fallback_poll_s=_positive(
                 env, "MEDIAGEN_WEBHOOK_FALLBACK_POLL_S", d.webhook_fallback_poll_s
             ),
-            webhook_tolerance_s=_float(env, "MEDIAGEN_WEBHOOK_TOLERANCE_S", d.webhook_tolerance_s),
-            webhook_max_body_bytes=_int(
+            webhook_tolerance_s=_positive(
+                env, "MEDIAGEN_WEBHOOK_TOLERANCE_S", d.webhook_tolerance_s
+            ),
+            webhook_max_body_bytes=_count(
                 env, "MEDIAGEN_WEBHOOK_MAX_BODY_BYTES", d.webhook_max_body_bytes
             ),
             replicate_webhook_secret=env.get("MEDIAGEN_REPLICATE_WEBHOOK_SECRET") or None,
-            ambiguous_settle_s=_float(env, "MEDIAGEN_AMBIGUOUS_SETTLE_S", d.ambiguous_settle_s),
-            provider_budget_prefix=env.get(
-                "MEDIAGEN_PROVIDER_BUDGET_PREFIX", d.provider_budget_prefix
+            ambiguous_settle_s=_seconds(env, "MEDIAGEN_AMBIGUOUS_SETTLE_S", d.ambiguous_settle_s),
+            provider_budget_prefix=_name(
+                env, "MEDIAGEN_PROVIDER_BUDGET_PREFIX", d.provider_budget_prefix
             ),
             provider_creates_per_min=_seconds(
                 env, "MEDIAGEN_PROVIDER_CREATES_PER_MIN", d.provider_creates_per_min
@@ -451,58 +495,58 @@ class Settings:
             provider_max_connections=provider_max_connections,
             storage_type=storage_type,
             s3=s3,
-            max_output_bytes=_int(env, "MEDIAGEN_MAX_OUTPUT_BYTES", d.max_output_bytes),
-            max_outputs=_int(env, "MEDIAGEN_MAX_OUTPUTS", d.max_outputs),
+            max_output_bytes=_count(env, "MEDIAGEN_MAX_OUTPUT_BYTES", d.max_output_bytes),
+            max_outputs=_count(env, "MEDIAGEN_MAX_OUTPUTS", d.max_outputs),
             output_hosts=_hosts(env, "MEDIAGEN_OUTPUT_HOSTS", d.output_hosts),
             output_token_hosts=_hosts(env, "MEDIAGEN_OUTPUT_TOKEN_HOSTS", d.output_token_hosts),
-            download_timeout_s=_float(env, "MEDIAGEN_DOWNLOAD_TIMEOUT_S", d.download_timeout_s),
-            download_min_rate_bps=_float(
+            download_timeout_s=_positive(env, "MEDIAGEN_DOWNLOAD_TIMEOUT_S", d.download_timeout_s),
+            download_min_rate_bps=_seconds(
                 env, "MEDIAGEN_DOWNLOAD_MIN_RATE_BPS", d.download_min_rate_bps
             ),
-            worker_concurrency=_int(env, "MEDIAGEN_WORKER_CONCURRENCY", d.worker_concurrency),
-            lease_s=_float(env, "MEDIAGEN_LEASE_S", d.lease_s),
-            reconcile_interval_s=_float(
+            worker_concurrency=_count(env, "MEDIAGEN_WORKER_CONCURRENCY", d.worker_concurrency),
+            lease_s=_positive(env, "MEDIAGEN_LEASE_S", d.lease_s),
+            reconcile_interval_s=_positive(
                 env, "MEDIAGEN_RECONCILE_INTERVAL_S", d.reconcile_interval_s
             ),
-            max_attempts=_int(env, "MEDIAGEN_MAX_ATTEMPTS", d.max_attempts),
-            retry_base_s=_float(env, "MEDIAGEN_RETRY_BASE_S", d.retry_base_s),
-            retry_max_s=_float(env, "MEDIAGEN_RETRY_MAX_S", d.retry_max_s),
-            job_timeout_s=_float(env, "MEDIAGEN_JOB_TIMEOUT_S", d.job_timeout_s),
-            shutdown_grace_s=_float(env, "MEDIAGEN_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
-            estimate_default_s=_float(env, "MEDIAGEN_ESTIMATE_DEFAULT_S", d.estimate_default_s),
+            max_attempts=_count(env, "MEDIAGEN_MAX_ATTEMPTS", d.max_attempts),
+            retry_base_s=retry_base_s,
+            retry_max_s=retry_max_s,
+            job_timeout_s=_positive(env, "MEDIAGEN_JOB_TIMEOUT_S", d.job_timeout_s),
+            shutdown_grace_s=_seconds(env, "MEDIAGEN_SHUTDOWN_GRACE_S", d.shutdown_grace_s),
+            estimate_default_s=_positive(env, "MEDIAGEN_ESTIMATE_DEFAULT_S", d.estimate_default_s),
             retention_s=retention_days * DAY_S,
             retention_interval_s=retention_interval_s,
             retention_batch_size=retention_batch_size,
-            worker_health_port=_int(env, "MEDIAGEN_WORKER_HEALTH_PORT", d.worker_health_port),
+            worker_health_port=_port(env, "MEDIAGEN_WORKER_HEALTH_PORT", d.worker_health_port),
             health_interval_s=_positive(env, "MEDIAGEN_HEALTH_INTERVAL_S", d.health_interval_s),
             health_timeout_s=_positive(env, "MEDIAGEN_HEALTH_TIMEOUT_S", d.health_timeout_s),
             metrics=_bool(env, "MEDIAGEN_METRICS", d.metrics),
-            metrics_port=_int(env, "MEDIAGEN_METRICS_PORT", d.metrics_port),
+            metrics_port=_port(env, "MEDIAGEN_METRICS_PORT", d.metrics_port),
             metrics_query_interval_s=_seconds(
                 env, "MEDIAGEN_METRICS_QUERY_INTERVAL_S", d.metrics_query_interval_s
             ),
-            emulator_port=_int(env, "MEDIAGEN_EMULATOR_PORT", d.emulator_port),
-            emulator_latency_s=_float(env, "MEDIAGEN_EMULATOR_LATENCY_S", d.emulator_latency_s),
+            emulator_port=_port(env, "MEDIAGEN_EMULATOR_PORT", d.emulator_port),
+            emulator_latency_s=_seconds(env, "MEDIAGEN_EMULATOR_LATENCY_S", d.emulator_latency_s),
             emulator_creates_per_min=_seconds(
                 env, "MEDIAGEN_EMULATOR_CREATES_PER_MIN", d.emulator_creates_per_min
             ),
             emulator_requests_per_min=_seconds(
                 env, "MEDIAGEN_EMULATOR_REQUESTS_PER_MIN", d.emulator_requests_per_min
             ),
-            grpc_max_message_bytes=_int(
+            grpc_max_message_bytes=_count(
                 env, "MEDIAGEN_GRPC_MAX_MESSAGE_BYTES", d.grpc_max_message_bytes
             ),
             http=http,
             rate_limit_per_s=rate_limit_per_s,
             rate_limit_burst=rate_limit_burst,
-            rate_limit_prefix=env.get("MEDIAGEN_RATE_LIMIT_PREFIX", d.rate_limit_prefix),
+            rate_limit_prefix=_name(env, "MEDIAGEN_RATE_LIMIT_PREFIX", d.rate_limit_prefix),
             max_active_jobs=max_active_jobs,
             max_watch_streams=max_watch_streams,
             watch_sweep_s=_seconds(env, "MEDIAGEN_WATCH_SWEEP_S", d.watch_sweep_s),
             secret_key=env.get("SECRET_KEY", "").strip(),
             media_url_ttl_s=media_url_ttl_s,
             auth=_bool(env, "MEDIAGEN_AUTH", d.auth),
-            auth_cache_s=_float(env, "MEDIAGEN_AUTH_CACHE_S", d.auth_cache_s),
+            auth_cache_s=_seconds(env, "MEDIAGEN_AUTH_CACHE_S", d.auth_cache_s),
             auth_reflection=_bool(env, "MEDIAGEN_AUTH_REFLECTION", d.auth_reflection),
             auth_mtls_admins=_list(env, "MEDIAGEN_AUTH_MTLS_ADMINS"),
             auth_mtls_tenants=_list(env, "MEDIAGEN_AUTH_MTLS_TENANTS"),
