@@ -2,7 +2,8 @@
 
 Errors: a :class:`mediagen.errors.MediagenError` becomes a rich ``google.rpc.Status`` (ErrorInfo,
 BadRequest, RetryInfo, ...) through :func:`rpc_errors`; anything unexpected is logged and becomes
-INTERNAL without leaking details.
+INTERNAL without leaking details. Every line a call addressed to one job (GetJob, WatchJob,
+CancelJob) logs, an unexpected error's too, carries the job's id.
 
 Tenancy: every method reads the caller from :func:`mediagen.auth.principal.current_principal`
 (set by the auth interceptor; ANONYMOUS, an admin of the default tenant, when authentication is
@@ -40,6 +41,7 @@ from mediagen.jobs.store import JobStore
 from mediagen.jobs.validation import validate_generate
 from mediagen.limits.quota import Quotas
 from mediagen.logs import context as log_context
+from mediagen.logs import request_ids
 from mediagen.metrics import definitions as metrics
 from mediagen.storage.base import Storage
 from mediagen.v1 import job_pb2
@@ -57,6 +59,17 @@ DEFAULT_PER_PAGE = 20
 MAX_PAGE_SIZE = 1000
 
 _TERMINAL = (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELED)
+#: Requests whose ``id`` is a job's.
+_ABOUT_A_JOB = (pb.GetJobRequest, pb.WatchJobRequest, pb.CancelJobRequest)
+
+
+def _about(request: object) -> contextlib.AbstractContextManager[object]:
+    """The log context of a call about one job: its id, when it is safe to write (the caller's
+    text: one with spaces or newlines could forge a line); unknown ids too, to find the call."""
+    job_id = request.id.strip() if isinstance(request, _ABOUT_A_JOB) else ""
+    if job_id and request_ids.is_valid(job_id):
+        return log_context.bound(job_id=job_id)
+    return contextlib.nullcontext()
 
 
 async def _abort(context: Context, error: MediagenError | None) -> None:
@@ -71,13 +84,14 @@ def rpc_errors(
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: _Req, context: Context) -> _Resp:
-        try:
-            return await method(self, request, context)
-        except MediagenError as exc:
-            await _abort(context, exc)
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            await _abort(context, None)
+        with _about(request):
+            try:
+                return await method(self, request, context)
+            except MediagenError as exc:
+                await _abort(context, exc)
+            except Exception:
+                log.exception("%s failed", method.__name__)
+                await _abort(context, None)
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
     return wrapper
@@ -90,14 +104,15 @@ def stream_errors(
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: _Req, context: Context) -> AsyncIterator[_Resp]:
-        try:
-            async for message in method(self, request, context):
-                yield message
-        except MediagenError as exc:
-            await _abort(context, exc)
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            await _abort(context, None)
+        with _about(request):
+            try:
+                async for message in method(self, request, context):
+                    yield message
+            except MediagenError as exc:
+                await _abort(context, exc)
+            except Exception:
+                log.exception("%s failed", method.__name__)
+                await _abort(context, None)
 
     return wrapper
 
@@ -316,8 +331,7 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
             if job.status == job_pb2.JOB_STATE_CANCELED:  # was PENDING: no worker will finish it
                 metrics.JOBS_FINISHED.labels("canceled", job.model).inc()
             now = job_pb2.JobState.Name(job.status)
-            with log_context.bound(job_id=job.id):
-                log.info("job=%s cancel requested (now %s)", job.id, now)
+            log.info("job=%s cancel requested (now %s)", job.id, now)
         return pb.CancelJobResponse(job=await resolve_job(job, self.storage))
 
 
