@@ -124,6 +124,17 @@ class JobRow(Base):
         UniqueConstraint("tenant", "request_id", name="uq_jobs_tenant_request_id"),
         # One tenant's listing, newest first (scanned backwards).
         Index("ix_jobs_tenant_create_time_id", "tenant", "create_time", "id"),
+        # The same for one model (ListJobs ``model``): one version (``model = m:v``) or every one
+        # (``model = m OR model LIKE 'm:%'``) reads only that model's entries; the pattern
+        # opclass makes the LIKE a range in any collation (migration 0007).
+        Index(
+            "ix_jobs_tenant_model_create_time_id",
+            "tenant",
+            "model",
+            "create_time",
+            "id",
+            postgresql_ops={"model": "varchar_pattern_ops"},
+        ),
         # A tenant's active jobs, counted on every submission when MEDIAGEN_MAX_ACTIVE_JOBS is set.
         Index("ix_jobs_tenant_status", "tenant", "status"),
         Index("ix_jobs_create_time_id", "create_time", "id"),
