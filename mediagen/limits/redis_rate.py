@@ -7,6 +7,8 @@ need not agree. A key expires once its bucket would be full again: idle tenants 
 
 Redis unreachable (refused, timed out, failing): :class:`mediagen.errors.Unavailable`. The limit
 cannot be checked, and a submission spends money, so it is refused rather than waved through.
+A connection a Redis restart left stale is reconnected and the take sent again first
+(:mod:`mediagen.redis_retry`); a timeout is not retried, so a hung Redis costs one timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from redis.exceptions import RedisError
 
 from mediagen.errors import Unavailable
 from mediagen.limits.bucket import Bucket, Decision, Level
+from mediagen.redis_retry import stale_connection_retry
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,10 @@ class RedisRateLimiter:
         self.prefix = prefix
         self._clock = clock
         self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=stale_connection_retry(on_timeout=False),
         )
         self._script = self._redis.register_script(TAKE_SCRIPT)
         # Once a bucket would be full again its key means nothing; a second's margin.

@@ -112,3 +112,14 @@ async def test_redis_down_is_unavailable_and_recovers(private_redis: PrivateRedi
         assert (await limiter.take("t")).allowed
     finally:
         await limiter.close()
+
+
+async def test_a_redis_restart_between_takes_fails_no_call(private_redis: PrivateRedis) -> None:
+    limiter = RedisRateLimiter(private_redis.url, Bucket(1.0, 2))
+    try:
+        assert (await limiter.take("t")).allowed
+        private_redis.stop()
+        private_redis.start()  # nothing was called meanwhile: the pooled connection is stale
+        assert (await limiter.take("t")).allowed
+    finally:
+        await limiter.close()
