@@ -255,12 +255,11 @@ async def build_auth(core: Core) -> list[grpc.aio.ServerInterceptor]:
 
 
 async def build_interceptors(core: Core) -> list[grpc.aio.ServerInterceptor]:
-    """The API server's interceptors, in order: authentication (:func:`build_auth`), then
-    metrics (unless MEDIAGEN_METRICS is off); the server adds request decoding last."""
-    interceptors = await build_auth(core)
-    if core.settings.metrics:
-        interceptors.append(MetricsInterceptor())
-    return interceptors
+    """The API server's interceptors, in order: metrics (unless MEDIAGEN_METRICS is off), then
+    authentication (:func:`build_auth`); the server adds request decoding last. Metrics go
+    first so that a call authentication refuses is counted with its code too."""
+    metrics = [MetricsInterceptor()] if core.settings.metrics else []
+    return [*metrics, *await build_auth(core)]
 
 
 def build_runner(core: Core) -> tuple[JobRunner, Provider]:

@@ -35,7 +35,7 @@ STORAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 GRPC_REQUESTS = Counter(
     "mediagen_grpc_requests_total",
-    "gRPC calls handled, by method and final status code (authenticated calls only).",
+    "gRPC calls handled, by method and final status code (refused by authentication too).",
     ["method", "code"],
 )
 GRPC_LATENCY = Histogram(

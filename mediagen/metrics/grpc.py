@@ -1,7 +1,8 @@
 """The gRPC server interceptor: calls by method and final code, unary latency by method.
 
-It runs after authentication (refused calls never reach it) and before request decoding, so an
-undecodable request counts as the INVALID_ARGUMENT it gets. Methods the server does not serve
+It runs before authentication, so a refused call counts as the UNAUTHENTICATED or
+PERMISSION_DENIED it gets, and before request decoding, so an undecodable request counts as
+the INVALID_ARGUMENT it gets. Methods the server does not serve
 are labelled ``unknown``: a caller cannot create series by inventing names. Streams (WatchJob)
 are counted when they end; their length is not a latency, so they are not timed.
 """
