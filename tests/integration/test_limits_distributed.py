@@ -18,7 +18,7 @@ from mediagen.v1 import media_generation_service_pb2 as pb
 from mediagen.v1 import media_generation_service_pb2_grpc as pb_grpc
 from tests.fixtures.api_keys import drop_keys, tenant_keys
 from tests.fixtures.database import _truncate
-from tests.fixtures.processes import Cluster, free_port, wait_for_grpc_health, wait_for_http
+from tests.fixtures.processes import Cluster
 from tests.fixtures.redis_server import MACHINE_REDIS_URL, PrivateRedis
 
 BURST = 6
@@ -41,13 +41,8 @@ def api_env(tmp_path: Path, postgres_url: str, redis_url: str) -> dict[str, str]
 
 
 def start_apis(cluster: Cluster, count: int) -> list[str]:
-    targets = []
-    for i in range(count):
-        port = free_port()
-        proc = cluster.start(f"api{i}", "api", env={"MEDIAGEN_GRPC_PORT": str(port)})
-        wait_for_grpc_health(f"127.0.0.1:{port}", proc)
-        targets.append(f"127.0.0.1:{port}")
-    return targets
+    apis = [cluster.api(f"api{i}") for i in range(count)]
+    return [api.ready().address for api in apis]
 
 
 Keys = dict[str, list[tuple[str, str]]]
@@ -150,13 +145,7 @@ async def test_active_job_quota_across_two_api_processes_and_a_gateway(
     channels: list[grpc.aio.Channel] = []
     try:
         targets = start_apis(cluster, 2)
-        http_port = free_port()
-        gateway = cluster.start(
-            "gateway", "gateway", "--grpc-target", targets[1],
-            env={"MEDIAGEN_HTTP_PORT": str(http_port)},
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{http_port}"
-        wait_for_http(f"{base}/api/v1/health", gateway)
+        base = cluster.gateway(targets[1]).ready().address
         channels = [grpc.aio.insecure_channel(target) for target in targets]
         stubs = [pb_grpc.MediaGenerationServiceStub(channel) for channel in channels]
         for i in range(3):  # sequential: concurrent ones may overshoot (documented)

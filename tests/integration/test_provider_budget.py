@@ -28,7 +28,7 @@ from tests.fixtures.emulator import (
     sync_probe,
     wait_until,
 )
-from tests.fixtures.processes import Cluster, Proc, free_port, wait_for_grpc_health
+from tests.fixtures.processes import Cluster, Proc
 from tests.fixtures.redis_server import MACHINE_REDIS_URL
 
 TOKEN = "r8_budget_test_token"
@@ -80,24 +80,13 @@ async def deployment(
         "MEDIAGEN_DB_POOL_SIZE": "3",
         "MEDIAGEN_DB_MAX_OVERFLOW": "3",
     }
-    grpc_port = free_port()
-    starting = [
-        (cluster.start("api", "api", env={"MEDIAGEN_GRPC_PORT": str(grpc_port)}), grpc_port)
-    ]
-    for i in range(2):
-        port = free_port()
-        env = {"MEDIAGEN_WORKER_HEALTH_PORT": str(port)}
-        starting.append((cluster.start(f"worker{i}", "worker", env=env), port))
+    api = cluster.api()
+    workers = [cluster.worker(f"worker{i}") for i in range(2)]
     # In a thread: the emulator serves on this event loop meanwhile.
-    await asyncio.gather(
-        *(
-            asyncio.to_thread(wait_for_grpc_health, f"127.0.0.1:{port}", proc)
-            for proc, port in starting
-        )
-    )
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+    await asyncio.gather(*(asyncio.to_thread(server.ready) for server in (api, *workers)))
+    async with grpc.aio.insecure_channel(api.address) as channel:
         yield Deployment(
-            emulator, pb_grpc.MediaGenerationServiceStub(channel), [p for p, _ in starting[1:]]
+            emulator, pb_grpc.MediaGenerationServiceStub(channel), [w.proc for w in workers]
         )
     await asyncio.to_thread(cluster.stop_all)
 
