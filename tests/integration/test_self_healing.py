@@ -267,7 +267,12 @@ async def test_a_stolen_lease_is_one_warning_naming_the_new_owner(
     assert sleeper.proc.stop() == 0
     output = sleeper.proc.output()
     lines = output.splitlines()
-    lost = [line for line in lines if "lease lost" in line]
+    # On a loaded machine a claim can stall past its own 2 s lease before the worker is stopped:
+    # the reconciler then wakes the same worker, which claims its job again (the next attempt)
+    # and finishes it; the first attempt's warning names this worker itself. That is no theft.
+    lost = [
+        line for line in lines if "lease lost" in line and f"held by {sleeper.owner}" not in line
+    ]
     # Every job it claimed and did not finish itself was taken from it (the held ones, and any
     # claim that committed just as it was stopped): each gets exactly one warning.
     claimed = {_job_of(line) for line in lines if "pending→running" in line}
