@@ -289,8 +289,12 @@ class JobStore:
             update_time=now,
             estimated_completion_time=now + timedelta(seconds=mean_run_s),
         )
-        # The row object only feeds the protos: nothing is flushed through the ORM.
-        event = _new_event(JobRow(**values), [], job_pb2.JOB_EVENT_TYPE_STATE_CHANGED)
+        event = job_pb2.JobEvent(
+            sequence=1,
+            type=job_pb2.JOB_EVENT_TYPE_STATE_CHANGED,
+            job=convert.new_job_to_proto(values, spec.parameters),
+        )
+        event.time.CopyFrom(convert.timestamp(now))
         try:
             if self.db.postgres:
                 # Job and event in one statement that commits by itself: one round trip.
