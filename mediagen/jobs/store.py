@@ -218,19 +218,6 @@ def _event_proto(row: JobEventRow) -> job_pb2.JobEvent:
     return event
 
 
-def _new_event(
-    row: JobRow, media: Sequence[MediaRow], event_type: job_pb2.JobEventType.ValueType
-) -> job_pb2.JobEvent:
-    """The event a change of ``row`` (just written, sequence included) makes."""
-    event = job_pb2.JobEvent(
-        sequence=row.last_sequence,
-        type=event_type,
-        job=convert.job_to_proto(row, media),
-    )
-    event.time.CopyFrom(convert.timestamp(row.update_time))
-    return event
-
-
 def _event_values(event: job_pb2.JobEvent, prefix: str = "") -> dict[str, Any]:
     """The ``job_events`` row of ``event``, its keys prefixed with ``prefix``."""
     values = {
@@ -844,7 +831,12 @@ class JobStore:
         media: Sequence[MediaRow],
         event_type: job_pb2.JobEventType.ValueType,
     ) -> job_pb2.JobEvent:
-        event = _new_event(row, media, event_type)
+        event = job_pb2.JobEvent(
+            sequence=row.last_sequence,
+            type=event_type,
+            job=convert.job_to_proto(row, media),
+        )
+        event.time.CopyFrom(convert.timestamp(row.update_time))
         await session.execute(_INSERT_EVENT, _event_values(event))
         return event
 
