@@ -7,8 +7,9 @@ a real URL (:func:`mediagen.api.urls.resolve_job`) on the way out, and nothing e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from google.protobuf import json_format, timestamp_pb2
 from google.rpc import status_pb2
@@ -82,11 +83,46 @@ def job_to_proto(row: JobRow, media: Sequence[MediaRow] = ()) -> job_pb2.Job:
         job.error.CopyFrom(status_pb2.Status.FromString(row.error))
         # Rows written before errors were bounded may hold megabytes; never send those.
         job.error.message = bound(job.error.message, MAX_READ_MESSAGE_CHARS)
+    _set_times(job, row.start_time, row.complete_time, row.estimated_completion_time)
+    return job
+
+
+def new_job_to_proto(
+    values: Mapping[str, Any], parameters: job_pb2.GenerationParameters
+) -> job_pb2.Job:
+    """What :func:`job_to_proto` makes of a job just inserted with the column ``values`` (no
+    media, no error), built without a row object and without reading ``parameters`` back from
+    their JSON: a submission's cost."""
+    job = job_pb2.Job(
+        id=values["id"],
+        status=STATE_TO_PROTO[JobState(values["status"])],
+        prompt=values["prompt"],
+        model=values["model"],
+        progress=values["progress"],
+        attempt=values["attempt"],
+        create_time=timestamp(values["create_time"]),
+        update_time=timestamp(values["update_time"]),
+        status_url=status_url(values["id"]),
+        labels=values["labels"],
+        cancel_requested=values["cancel_requested"],
+        tenant=values["tenant"],
+    )
+    if parameters.ListFields():  # as read back: empty parameters leave the field unset
+        job.parameters.CopyFrom(parameters)
+    _set_times(job, None, None, values["estimated_completion_time"])
+    return job
+
+
+def _set_times(
+    job: job_pb2.Job,
+    start_time: datetime | None,
+    complete_time: datetime | None,
+    estimated_completion_time: datetime | None,
+) -> None:
     for field, value in (
-        ("start_time", row.start_time),
-        ("complete_time", row.complete_time),
-        ("estimated_completion_time", row.estimated_completion_time),
+        ("start_time", start_time),
+        ("complete_time", complete_time),
+        ("estimated_completion_time", estimated_completion_time),
     ):
         if value is not None:
             getattr(job, field).CopyFrom(timestamp(value))
-    return job

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -131,6 +132,8 @@ class Database:
     ) -> None:
         self.url = url
         self.timeouts = timeouts
+        #: Whether :meth:`autocommit` is available (PostgreSQL).
+        self.postgres = not _is_sqlite(url)
         if _is_sqlite(url):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -162,6 +165,16 @@ class Database:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         async with _translated(), self._writer() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection on which every statement commits by itself (PostgreSQL only): a
+        write that is one statement spends no BEGIN and COMMIT round trips, nor a session."""
+        if not self.postgres:
+            raise RuntimeError("autocommit connections are for PostgreSQL")
+        async with _translated(), self._write_engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -22,7 +22,7 @@ from typing import Any
 from cachetools import TTLCache
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Insert, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
@@ -71,6 +71,47 @@ MODEL_STATS_TTL_S = 5.0
 #: Plain table INSERTs with their values bound per call: compiled once, no ORM bulk path.
 _INSERT_JOB = insert(Base.metadata.tables[JobRow.__tablename__])
 _INSERT_EVENT = insert(Base.metadata.tables[JobEventRow.__tablename__])
+
+
+def _insert_job_with_event() -> Insert:
+    """PostgreSQL: ``WITH new_job AS (INSERT INTO jobs ...) INSERT INTO job_events SELECT ...``,
+    one statement, so one round trip and atomic without a transaction around it. Every column
+    is bound (the event's as ``event_<column>``): the SQL, and so the prepared statement, is the
+    same on every call."""
+    jobs = Base.metadata.tables[JobRow.__tablename__]
+    events = Base.metadata.tables[JobEventRow.__tablename__]
+    job_columns = [c for c in jobs.c if c.name not in _UNSET_ON_CREATE]
+    new_job = (
+        insert(jobs)
+        .values({c.name: bindparam(c.name, type_=c.type) for c in job_columns})
+        .returning(jobs.c.id)
+        .cte("new_job")
+    )
+    # The job id comes from the CTE: the event's foreign key refers to a row this statement made.
+    event_columns = ["sequence", "type", "time", "snapshot"]
+    return insert(events).from_select(
+        ["job_id", *event_columns],
+        select(
+            new_job.c.id,
+            *(bindparam(f"event_{name}", type_=events.c[name].type) for name in event_columns),
+        ),
+    )
+
+
+#: Columns a new job leaves NULL (the worker and the end of the job set them).
+_UNSET_ON_CREATE = frozenset(
+    {
+        "error",
+        "prediction_id",
+        "prediction_requested_at",
+        "prediction_attempt",
+        "lease_owner",
+        "lease_expires_at",
+        "start_time",
+        "complete_time",
+    }
+)
+_INSERT_JOB_WITH_EVENT = _insert_job_with_event()
 
 
 def utcnow() -> datetime:
@@ -177,6 +218,18 @@ def _event_proto(row: JobEventRow) -> job_pb2.JobEvent:
     return event
 
 
+def _event_values(event: job_pb2.JobEvent, prefix: str = "") -> dict[str, Any]:
+    """The ``job_events`` row of ``event``, its keys prefixed with ``prefix``."""
+    values = {
+        "job_id": event.job.id,
+        "sequence": event.sequence,
+        "type": EVENT_TYPES[event.type],
+        "time": event.time.ToDatetime(UTC),
+        "snapshot": event.job.SerializeToString(),
+    }
+    return {f"{prefix}{key}": value for key, value in values.items()}
+
+
 class JobStore:
     """Jobs, media and events over a :class:`Database`."""
 
@@ -201,6 +254,7 @@ class JobStore:
         id ``submit_request_id``. With a request_id the tenant already used, return that job
         instead (and no event)."""
         now = self._clock()
+        mean_run_s = await self._cached_mean_run_s(spec.model)
         values: dict[str, Any] = dict(
             id=str(uuid.uuid4()),
             tenant=tenant,
@@ -220,18 +274,25 @@ class JobStore:
             last_sequence=1,
             create_time=now,
             update_time=now,
+            estimated_completion_time=now + timedelta(seconds=mean_run_s),
         )
+        event = job_pb2.JobEvent(
+            sequence=1,
+            type=job_pb2.JOB_EVENT_TYPE_STATE_CHANGED,
+            job=convert.new_job_to_proto(values, spec.parameters),
+        )
+        event.time.CopyFrom(convert.timestamp(now))
         try:
-            async with self.db.writing() as session:
-                values["estimated_completion_time"] = now + timedelta(
-                    seconds=await self._mean_run_s(session, spec.model)
-                )
-                # Core INSERTs: no unit of work to flush; the row object only feeds the proto.
-                await session.execute(_INSERT_JOB, values)
-                row = JobRow(**values)
-                event = await self._add_event(
-                    session, row, [], job_pb2.JOB_EVENT_TYPE_STATE_CHANGED
-                )
+            if self.db.postgres:
+                # Job and event in one statement that commits by itself: one round trip.
+                async with self.db.autocommit() as connection:
+                    await connection.execute(
+                        _INSERT_JOB_WITH_EVENT, {**values, **_event_values(event, "event_")}
+                    )
+            else:
+                async with self.db.writing() as session:
+                    await session.execute(_INSERT_JOB, values)
+                    await session.execute(_INSERT_EVENT, _event_values(event))
         except IntegrityError:
             if spec.request_id is None:
                 raise
@@ -776,17 +837,16 @@ class JobStore:
             job=convert.job_to_proto(row, media),
         )
         event.time.CopyFrom(convert.timestamp(row.update_time))
-        await session.execute(
-            _INSERT_EVENT,
-            {
-                "job_id": row.id,
-                "sequence": row.last_sequence,
-                "type": EVENT_TYPES[event_type],
-                "time": row.update_time,
-                "snapshot": event.job.SerializeToString(),
-            },
-        )
+        await session.execute(_INSERT_EVENT, _event_values(event))
         return event
+
+    async def _cached_mean_run_s(self, model: str) -> float:
+        """The model's mean run time, read outside any write when it is not cached."""
+        if model in self._mean_run_cache:
+            mean = self._mean_run_cache[model]
+            return self._estimate_default_s if mean is None else float(mean)
+        async with self.db.reading() as session:
+            return await self._mean_run_s(session, model)
 
     async def _mean_run_s(self, session: AsyncSession, model: str) -> float:
         if model in self._mean_run_cache:

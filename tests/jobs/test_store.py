@@ -42,10 +42,29 @@ async def test_create_get_and_first_event(store: JobStore) -> None:
     assert event is not None and event.sequence == 1
     assert event.type == job_pb2.JOB_EVENT_TYPE_STATE_CHANGED
     assert await store.get(job.id, tenant=TENANT) == job
+    assert await store.events_after(job.id, 0, tenant=TENANT) == [event]
     assert job.status_url == f"/api/v1/jobs/status/{job.id}"
     assert job.estimated_completion_time.seconds - job.create_time.seconds == 30
     with pytest.raises(JobNotFound):
         await store.get(str(uuid.uuid4()), tenant=None)
+
+
+async def test_a_new_job_reads_back_as_it_was_answered(store: JobStore) -> None:
+    """What create answers (built without reading the row back) is what every later read
+    says, parameters, labels and times included."""
+    request = pb.GenerateMediaRequest(prompt="a fox", labels={"team": "art", "run": "7"})
+    request.parameters.width = 768
+    request.parameters.guidance_scale = 0.1
+    request.parameters.seed = 2**32 - 1
+    request.parameters.negative_prompt = "blur"
+    request.parameters.output_format = job_pb2.OUTPUT_FORMAT_WEBP
+    request.parameters.extra_input.update({"lora_scale": 0.35, "tags": ["a", "b"]})
+    created = validate_generate(request, default_model=MODEL, allowed_models=(MODEL,))
+    job, event = await store.create(created, tenant=TENANT, submit_request_id="r-1")
+    assert event is not None and event.job == job
+    assert job.parameters == request.parameters and dict(job.labels) == dict(request.labels)
+    assert await store.get(job.id, tenant=TENANT) == job
+    assert await store.events_after(job.id, 0, tenant=TENANT) == [event]
 
 
 async def test_request_id_returns_the_first_job(store: JobStore) -> None:
