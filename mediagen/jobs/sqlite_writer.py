@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,8 @@ CHECKPOINT_EVERY = 200
 _BUSY_MAX_SLEEP_S = 0.05
 
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 
 async def connect(path: str, *, busy_timeout_s: float) -> InlineConnection:
@@ -133,11 +136,15 @@ class InlineConnection:
 def _checkpoint(path: str) -> None:
     """Copy committed WAL pages into the database file, without waiting for readers or the
     writer (PASSIVE): pages a reader still needs wait for the next one."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    finally:
-        conn.close()
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        # Nothing is lost: the WAL holds every commit, and the next checkpoint tries again.
+        log.warning("SQLite checkpoint failed (%s); the WAL grows until one succeeds", exc)
 
 
 class InlineCursor:
