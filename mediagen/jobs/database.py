@@ -1,8 +1,9 @@
 """Database connections: one place that knows SQLite from PostgreSQL.
 
 SQLite (embedded) allows one writer at a time. Write transactions therefore start with
-``BEGIN IMMEDIATE`` on a single pooled connection: writers queue in the pool instead of failing
-with "database is locked" when a read snapshot goes stale, and readers keep their own pool
+``BEGIN IMMEDIATE`` on a single pooled connection, run on the loop's thread
+(:mod:`mediagen.jobs.sqlite_writer`): writers take turns instead of failing with "database is
+locked" when a read snapshot goes stale, and readers keep their own pool of aiosqlite threads
 (WAL mode lets them read while a write is in progress). PostgreSQL uses one pool for both, each
 connection with the :class:`Timeouts` set server-side.
 
@@ -12,6 +13,7 @@ Outages (the server down or busy; see :mod:`mediagen.jobs.outages`) become
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from mediagen.errors import Unavailable
+from mediagen.jobs import sqlite_writer
 from mediagen.jobs.outages import Outage, classify
 
 
@@ -69,7 +72,7 @@ def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def _sqlite_engine(url: str, *, begin: str, pool_size: int, busy_timeout_s: float) -> AsyncEngine:
+def _sqlite_read_engine(url: str, *, pool_size: int, busy_timeout_s: float) -> AsyncEngine:
     engine = create_async_engine(
         url,
         pool_size=pool_size,
@@ -90,11 +93,26 @@ def _sqlite_engine(url: str, *, begin: str, pool_size: int, busy_timeout_s: floa
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    _begin_with(engine, "BEGIN")
+    return engine
+
+
+def _sqlite_write_engine(url: str, path: str, *, busy_timeout_s: float) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        async_creator=functools.partial(sqlite_writer.connect, path, busy_timeout_s=busy_timeout_s),
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=60,
+    )
+    _begin_with(engine, "BEGIN IMMEDIATE")
+    return engine
+
+
+def _begin_with(engine: AsyncEngine, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
-
-    return engine
 
 
 #: A pooled PostgreSQL connection unused this long is pinged before it is handed out (the server
@@ -140,12 +158,9 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             # SQLite has no "wait forever" and reads 0 as "never wait": "off" becomes a day.
             busy_s = timeouts.lock_s if timeouts.lock_s > 0 else _SQLITE_NO_LIMIT_S
-            self._write_engine = _sqlite_engine(
-                url, begin="BEGIN IMMEDIATE", pool_size=1, busy_timeout_s=busy_s
-            )
-            self._read_engine = _sqlite_engine(
-                url, begin="BEGIN", pool_size=pool_size, busy_timeout_s=busy_s
-            )
+            self._write_engine = _sqlite_write_engine(url, path, busy_timeout_s=busy_s)
+            self._writes_inline = True
+            self._read_engine = _sqlite_read_engine(url, pool_size=pool_size, busy_timeout_s=busy_s)
         else:
             engine = create_async_engine(
                 url,
@@ -157,14 +172,28 @@ class Database:
             )
             _ping_when_idle(engine)
             self._write_engine = self._read_engine = engine
+            self._writes_inline = False
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self._read_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
-        async with _translated(), self._writer() as session, session.begin():
-            yield session
+        async with _translated():
+            if not self._writes_inline:
+                async with self._writer() as session, session.begin():
+                    yield session
+                return
+            # Closed directly, not by ``async with``: SQLAlchemy runs that close in a task of its
+            # own (so a cancellation cannot cut it short), a turn of the loop during which the
+            # one write connection stays checked out and every other writer waits. Inline, the
+            # close never yields, so nothing can cut it short.
+            session = self._writer()
+            try:
+                async with session.begin():
+                    yield session
+            finally:
+                await session.close()
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
