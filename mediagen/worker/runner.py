@@ -334,8 +334,10 @@ class JobRunner:
                 self._keep_lease(attempt),
                 self._watch_cancel(attempt),
                 self._watch_settled(attempt),
+                # A deadline on this task, not wait_for's task of its own per attempt.
+                asyncio.timeout(self.settings.job_timeout_s),
             ):
-                await asyncio.wait_for(self._attempt(attempt), self.settings.job_timeout_s)
+                await self._attempt(attempt)
         except LeaseLost:
             raise
         except TimeoutError:
