@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf import json_format, timestamp_pb2
 from google.rpc import status_pb2
 
-from mediagen.jobs.models import JobRow, MediaRow
 from mediagen.jobs.states import JobState
 from mediagen.redaction import bound
 from mediagen.v1 import job_pb2, media_pb2
@@ -37,6 +36,69 @@ KIND_TO_PROTO: dict[str, media_pb2.MediaKind.ValueType] = {
 }
 
 
+class MediaFields(Protocol):
+    """What a media proto is made from: a :class:`MediaRow`, or a Core row of the table."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def mime_type(self) -> str: ...
+    @property
+    def storage_key(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def create_time(self) -> datetime: ...
+
+
+class JobFields(Protocol):
+    """What a job proto is made from: a :class:`JobRow`, or a Core row of the table (the
+    worker's writes use Core: building an ORM object costs more than the proto)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def parameters(self) -> dict[str, Any]: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+    @property
+    def progress(self) -> float: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def error(self) -> bytes | None: ...
+    @property
+    def cancel_requested(self) -> bool: ...
+    @property
+    def create_time(self) -> datetime: ...
+    @property
+    def update_time(self) -> datetime: ...
+    @property
+    def start_time(self) -> datetime | None: ...
+    @property
+    def complete_time(self) -> datetime | None: ...
+    @property
+    def estimated_completion_time(self) -> datetime | None: ...
+
+
 def status_url(job_id: str) -> str:
     return f"/api/v1/jobs/status/{job_id}"
 
@@ -47,7 +109,7 @@ def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def media_to_proto(row: MediaRow) -> media_pb2.Media:
+def media_to_proto(row: MediaFields) -> media_pb2.Media:
     return media_pb2.Media(
         id=row.id,
         job_id=row.job_id,
@@ -62,7 +124,7 @@ def media_to_proto(row: MediaRow) -> media_pb2.Media:
     )
 
 
-def job_to_proto(row: JobRow, media: Sequence[MediaRow] = ()) -> job_pb2.Job:
+def job_to_proto(row: JobFields, media: Sequence[MediaFields] = ()) -> job_pb2.Job:
     job = job_pb2.Job(
         id=row.id,
         status=STATE_TO_PROTO[JobState(row.status)],

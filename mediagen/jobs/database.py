@@ -150,7 +150,7 @@ class Database:
     ) -> None:
         self.url = url
         self.timeouts = timeouts
-        #: Whether :meth:`autocommit` is available (PostgreSQL).
+        #: PostgreSQL rather than SQLite (which lacks, e.g., data-modifying CTEs).
         self.postgres = not _is_sqlite(url)
         if _is_sqlite(url):
             path = url.split("///", 1)[-1]
@@ -175,6 +175,13 @@ class Database:
             self._writes_inline = False
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self._read_engine, expire_on_commit=False)
+        # PostgreSQL commits a lone statement by itself: without the BEGIN and COMMIT round
+        # trips of a transaction around it (see :meth:`autocommit`).
+        self._autocommit_engine = (
+            None
+            if _is_sqlite(url)
+            else self._write_engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncSession]:
@@ -197,12 +204,15 @@ class Database:
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A Core connection on which every statement commits by itself (PostgreSQL only): a
-        write that is one statement spends no BEGIN and COMMIT round trips, nor a session."""
-        if not self.postgres:
-            raise RuntimeError("autocommit connections are for PostgreSQL")
-        async with _translated(), self._write_engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        """A Core connection for a write of ONE statement, atomic by itself. PostgreSQL: it
+        commits as it runs, with no transaction (no BEGIN and COMMIT round trips) and no ORM
+        session around it. SQLite: the connection of a :meth:`writing` transaction (its single
+        writer), committed when the block ends."""
+        if self._autocommit_engine is None:
+            async with self.writing() as session:
+                yield await session.connection()
+            return
+        async with _translated(), self._autocommit_engine.connect() as connection:
             yield connection
 
     @asynccontextmanager

@@ -13,6 +13,7 @@ The worker and reconciler methods act on any job: they are not reached by caller
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -22,7 +23,18 @@ from typing import Any
 from cachetools import TTLCache
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from sqlalchemy import ColumnElement, Insert, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Row,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
@@ -68,9 +80,17 @@ _EWMA_WEIGHT = 0.3
 #: How long a model's mean run time is reused before it is read again: it only feeds estimates,
 #: and other processes' runs move it slowly (this process's own runs update it at once).
 MODEL_STATS_TTL_S = 5.0
+#: The most often one process writes a model's run times (:meth:`JobStore._record_run_time`).
+RUN_TIMES_FLUSH_S = 1.0
+#: The tables, for Core statements: the worker's writes build no ORM objects (one costs more
+#: than the proto made from it) and take no ORM bulk path.
+_JOBS = Base.metadata.tables[JobRow.__tablename__]
+_MEDIA = Base.metadata.tables[MediaRow.__tablename__]
+_STATS = Base.metadata.tables[ModelStatsRow.__tablename__]
 #: Plain table INSERTs with their values bound per call: compiled once, no ORM bulk path.
-_INSERT_JOB = insert(Base.metadata.tables[JobRow.__tablename__])
+_INSERT_JOB = insert(_JOBS)
 _INSERT_EVENT = insert(Base.metadata.tables[JobEventRow.__tablename__])
+_INSERT_MEDIA = insert(_MEDIA)
 
 
 def _insert_job_with_event() -> Insert:
@@ -166,6 +186,15 @@ class NewMedia:
 
 
 @dataclass(frozen=True)
+class _StoredMedia(NewMedia):
+    """A media row as written (what its proto is made from)."""
+
+    id: str
+    job_id: str
+    create_time: datetime
+
+
+@dataclass(frozen=True)
 class JobPage:
     jobs: list[job_pb2.Job]
     total_size: int
@@ -175,10 +204,19 @@ class JobPage:
 
 def _claimable(now: datetime) -> ColumnElement[bool]:
     """PENDING and due, or RUNNING with an expired lease (its worker is gone)."""
+    c = _JOBS.c
     return or_(
-        and_(JobRow.status == JobState.PENDING.value, JobRow.next_attempt_at <= now),
-        and_(JobRow.status == JobState.RUNNING.value, JobRow.lease_expires_at < now),
+        and_(c.status == JobState.PENDING.value, c.next_attempt_at <= now),
+        and_(c.status == JobState.RUNNING.value, c.lease_expires_at < now),
     )
+
+
+def _targets(transition: Transition) -> list[tuple[JobState, list[str]]]:
+    """The target states of ``transition``, each with the source states that lead to it."""
+    by_target: dict[JobState, list[str]] = {}
+    for source in sorted(sources(transition)):
+        by_target.setdefault(next_state(source, transition), []).append(source.value)
+    return list(by_target.items())
 
 
 def _in_scope(column: InstrumentedAttribute[str], tenant: str | None) -> list[ColumnElement[bool]]:
@@ -244,6 +282,9 @@ class JobStore:
         self._estimate_default_s = estimate_default_s
         self._clock = clock
         self._mean_run_cache: TTLCache[str, float | None] = TTLCache(1024, MODEL_STATS_TTL_S)
+        #: Run times not yet written, and when each model's were last written (monotonic).
+        self._run_times: dict[str, list[float]] = {}
+        self._run_times_flushed: dict[str, float] = {}
 
     # ---- API side -------------------------------------------------------------------------
 
@@ -427,15 +468,15 @@ class JobStore:
         now = self._clock()
         scope = _in_scope(JobRow.tenant, tenant)
         async with self.db.writing() as session:
-            event = await self._transition(
+            changed = await self._transition(
                 session,
                 job_id,
                 Transition.CANCEL,
                 where=[JobRow.status == JobState.PENDING.value, *scope],
                 values={"complete_time": now, "estimated_completion_time": None},
             )
-            if event is None:
-                event = await self._change(
+            if changed is None:
+                changed = await self._change(
                     session,
                     job_id,
                     job_pb2.JOB_EVENT_TYPE_CANCEL_REQUESTED,
@@ -446,7 +487,8 @@ class JobStore:
                     ],
                     values={"cancel_requested": True},
                 )
-        if event is not None:
+        if changed is not None:
+            _, event = changed
             return event.job, event
         job = await self.get(job_id, tenant=tenant)
         if job.status in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED):
@@ -461,13 +503,24 @@ class JobStore:
     ) -> tuple[ClaimedJob, job_pb2.JobEvent] | None:
         """Take the job for an attempt if it is PENDING and due, or RUNNING with an expired
         lease; None if someone else has it or it is finished (a duplicate delivery)."""
+        c = _JOBS.c
         async with self.db.writing() as session:
             # The lease starts once we hold a connection: a wait for the pool must not eat it
             # (a lease born expired is claimable again at once, by a reconciler's wake-up).
             await session.connection()
             now = self._clock()
-            mean_run_s = await self._mean_run_s_for_job(session, job_id)
-            event = await self._transition(
+            # The model's mean run time comes with the model: one query for the estimate.
+            found = (
+                await session.execute(
+                    select(c.model, _STATS.c.mean_run_s)
+                    .outerjoin(_STATS, _STATS.c.model == c.model)
+                    .where(c.id == job_id)
+                )
+            ).one_or_none()
+            if found is None:
+                return None
+            mean_run_s = self._estimate_default_s if found[1] is None else float(found[1])
+            changed = await self._transition(
                 session,
                 job_id,
                 Transition.CLAIM,
@@ -475,42 +528,39 @@ class JobStore:
                 values={
                     "lease_owner": owner,
                     "lease_expires_at": now + timedelta(seconds=lease_s),
-                    "attempt": JobRow.attempt + 1,
-                    "start_time": func.coalesce(JobRow.start_time, now),
+                    "attempt": c.attempt + 1,
+                    "start_time": func.coalesce(c.start_time, now),
                     "progress": 0.0,
                     "estimated_completion_time": now + timedelta(seconds=mean_run_s),
                 },
             )
-            if event is None:
-                return None
-            row = await session.get(JobRow, job_id)  # returned by the UPDATE: no query
-            assert row is not None  # the UPDATE above just matched it
-            claimed = ClaimedJob(
-                id=row.id,
-                tenant=row.tenant,
-                submit_request_id=row.submit_request_id,
-                model=row.model,
-                model_input=dict(row.model_input),
-                attempt=row.attempt,
-                prediction_id=row.prediction_id,
-                prediction_requested_at=row.prediction_requested_at,
-                prediction_attempt=row.prediction_attempt,
-                cancel_requested=row.cancel_requested,
-                owner=owner,
-            )
+        if changed is None:
+            return None
+        row, event = changed
+        claimed = ClaimedJob(
+            id=row.id,
+            tenant=row.tenant,
+            submit_request_id=row.submit_request_id,
+            model=row.model,
+            model_input=dict(row.model_input),
+            attempt=row.attempt,
+            prediction_id=row.prediction_id,
+            prediction_requested_at=row.prediction_requested_at,
+            prediction_attempt=row.prediction_attempt,
+            cancel_requested=row.cancel_requested,
+            owner=owner,
+        )
         return claimed, event
 
     async def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
         """Extend the lease; returns whether a cancellation was requested. Raises LeaseLost."""
-        async with self.db.writing() as session:
-            await session.connection()
+        async with self.db.autocommit() as connection:
             now = self._clock()  # after the wait for a connection, as in claim
-            result = await session.execute(
-                update(JobRow)
+            result = await connection.execute(
+                update(_JOBS)
                 .where(*self._held(job_id, owner))
                 .values(lease_expires_at=now + timedelta(seconds=lease_s))
-                .returning(JobRow.cancel_requested)
-                .execution_options(synchronize_session=False)
+                .returning(_JOBS.c.cancel_requested)
             )
             requested = result.scalar_one_or_none()
         if requested is None:
@@ -527,7 +577,7 @@ class JobStore:
         await self._set_held(
             job_id,
             owner,
-            JobRow.attempt == attempt,
+            _JOBS.c.attempt == attempt,
             prediction_requested_at=now,
             prediction_attempt=attempt,
         )
@@ -560,44 +610,41 @@ class JobStore:
     async def progress(self, job_id: str, owner: str, value: float) -> job_pb2.JobEvent | None:
         """Raise the job's progress to ``value``; None if it was not higher."""
         async with self.db.writing() as session:
-            event = await self._change(
+            changed = await self._change(
                 session,
                 job_id,
                 job_pb2.JOB_EVENT_TYPE_PROGRESS,
-                where=[*self._held(job_id, owner), JobRow.progress < value],
+                where=[*self._held(job_id, owner), _JOBS.c.progress < value],
                 values={"progress": value},
             )
-        return event
+        return None if changed is None else changed[1]
 
     async def succeed(self, job_id: str, owner: str, media: Sequence[NewMedia]) -> job_pb2.JobEvent:
         """Record the media and SUCCEEDED in one transaction. Raises LeaseLost."""
         now = self._clock()
+        stored = [
+            _StoredMedia(id=str(uuid.uuid4()), job_id=job_id, create_time=now, **asdict(m))
+            for m in media
+        ]
         async with self.db.writing() as session:
-            row = await session.get(JobRow, job_id)
-            if row is None or row.lease_owner != owner or row.status != JobState.RUNNING.value:
-                raise LeaseLost(job_id)
-            run_s = (now - (row.start_time or now)).total_seconds()
-            media_rows = [
-                MediaRow(
-                    id=str(uuid.uuid4()),
-                    job_id=job_id,
-                    tenant=row.tenant,
-                    create_time=now,
-                    **asdict(m),
-                )
-                for m in media
-            ]
-            session.add_all(media_rows)
-            event = await self._transition(
+            # The UPDATE is the lease check: it matches only while we hold the job.
+            changed = await self._transition(
                 session,
                 job_id,
                 Transition.SUCCEED,
                 where=self._held(job_id, owner),
                 values=self._finished(now, progress=1.0, error=None),
-                media=media_rows,
+                media=stored,
             )
-            if event is None:
+            if changed is None:
                 raise LeaseLost(job_id)
+            row, event = changed
+            if stored:
+                # One statement for every output (an executemany is one round trip).
+                await session.execute(
+                    _INSERT_MEDIA, [{**asdict(m), "tenant": row.tenant} for m in stored]
+                )
+            run_s = (now - (row.start_time or now)).total_seconds()
             await self._record_run_time(session, row.model, run_s, now)
         return event
 
@@ -608,16 +655,16 @@ class JobStore:
         now = self._clock()
         where = self._held(job_id, owner) if owner else []
         async with self.db.writing() as session:
-            event = await self._transition(
+            changed = await self._transition(
                 session,
                 job_id,
                 Transition.FAIL,
                 where=where,
                 values=self._finished(now, error=_bounded_error(error)),
             )
-        if event is None:
+        if changed is None:
             raise LeaseLost(job_id)
-        return event
+        return changed[1]
 
     async def retry(
         self,
@@ -644,19 +691,19 @@ class JobStore:
                 "prediction_attempt": None,
             }
         async with self.db.writing() as session:
-            event = await self._transition(
+            changed = await self._transition(
                 session, job_id, Transition.RETRY, where=self._held(job_id, owner), values=values
             )
-        if event is None:
+        if changed is None:
             raise LeaseLost(job_id)
-        return event
+        return changed[1]
 
     async def release(self, job_id: str, owner: str) -> job_pb2.JobEvent | None:
         """Hand a RUNNING job back (worker shutting down): PENDING and due at once, keeping its
         prediction so the next worker resumes it. None if the lease was already lost."""
         now = self._clock()
         async with self.db.writing() as session:
-            return await self._transition(
+            changed = await self._transition(
                 session,
                 job_id,
                 Transition.RELEASE,
@@ -668,21 +715,22 @@ class JobStore:
                     "enqueued_at": None,
                 },
             )
+        return None if changed is None else changed[1]
 
     async def finish_cancel(self, job_id: str, owner: str) -> job_pb2.JobEvent:
         """The worker cancelled the prediction: RUNNING -> CANCELED."""
         now = self._clock()
         async with self.db.writing() as session:
-            event = await self._transition(
+            changed = await self._transition(
                 session,
                 job_id,
                 Transition.CANCEL,
                 where=self._held(job_id, owner),
                 values=self._finished(now),
             )
-        if event is None:
+        if changed is None:
             raise LeaseLost(job_id)
-        return event
+        return changed[1]
 
     async def lease_holder(self, job_id: str) -> tuple[str, str | None]:
         """The job's state name (``running``, ``succeeded``…) and its lease owner, if any: what
@@ -733,11 +781,8 @@ class JobStore:
 
     @staticmethod
     def _held(job_id: str, owner: str | None) -> list[ColumnElement[bool]]:
-        return [
-            JobRow.id == job_id,
-            JobRow.status == JobState.RUNNING.value,
-            JobRow.lease_owner == owner,
-        ]
+        c = _JOBS.c
+        return [c.id == job_id, c.status == JobState.RUNNING.value, c.lease_owner == owner]
 
     @staticmethod
     def _finished(
@@ -758,13 +803,14 @@ class JobStore:
     async def _set_held(
         self, job_id: str, owner: str, *where: ColumnElement[bool], **values: Any
     ) -> None:
-        async with self.db.writing() as session:
-            result = await session.execute(
-                update(JobRow)
+        """One UPDATE of a job we hold (no event: these fields are not in the snapshot), which
+        commits alone. Raises LeaseLost."""
+        async with self.db.autocommit() as connection:
+            result = await connection.execute(
+                update(_JOBS)
                 .where(*self._held(job_id, owner), *where)
                 .values(**values)
-                .returning(JobRow.id)
-                .execution_options(synchronize_session=False)
+                .returning(_JOBS.c.id)
             )
             if result.scalar_one_or_none() is None:
                 raise LeaseLost(job_id)
@@ -777,25 +823,22 @@ class JobStore:
         *,
         where: Sequence[ColumnElement[bool]],
         values: dict[str, Any],
-        media: Sequence[MediaRow] = (),
-    ) -> job_pb2.JobEvent | None:
+        media: Sequence[convert.MediaFields] = (),
+    ) -> tuple[Row[Any], job_pb2.JobEvent] | None:
         """Apply a state transition if the job is in one of its source states (and ``where``
-        holds); None if not. The target state comes from the pure state table; sources with
-        the same target share one UPDATE."""
-        by_target: dict[JobState, list[str]] = {}
-        for source in sorted(sources(transition)):
-            by_target.setdefault(next_state(source, transition), []).append(source.value)
-        for target, from_states in by_target.items():
-            event = await self._change(
+        holds): the job's new row and its event, or None if not. The target state comes from
+        the pure state table; sources with the same target share one UPDATE."""
+        for target, from_states in _targets(transition):
+            changed = await self._change(
                 session,
                 job_id,
                 job_pb2.JOB_EVENT_TYPE_STATE_CHANGED,
-                where=[JobRow.status.in_(from_states), *where],
+                where=[_JOBS.c.status.in_(from_states), *where],
                 values={**values, "status": target.value},
                 media=media,
             )
-            if event is not None:
-                return event
+            if changed is not None:
+                return changed
         return None
 
     async def _change(
@@ -806,29 +849,31 @@ class JobStore:
         *,
         where: Sequence[ColumnElement[bool]],
         values: dict[str, Any],
-        media: Sequence[MediaRow] = (),
-    ) -> job_pb2.JobEvent | None:
+        media: Sequence[convert.MediaFields] = (),
+    ) -> tuple[Row[Any], job_pb2.JobEvent] | None:
         """One conditional UPDATE plus its event, or None if the condition did not hold.
 
         The UPDATE returns the whole row: no read after it. ``media`` are the job's media: a job
         has none until the transaction that succeeds it, which passes the ones it adds."""
         now = self._clock()
-        row = await session.scalar(
-            update(JobRow)
-            .where(JobRow.id == job_id, *where)
-            .values(**values, update_time=now, last_sequence=JobRow.last_sequence + 1)
-            .returning(JobRow)
-            .execution_options(synchronize_session=False, populate_existing=True)
-        )
+        row = (
+            await session.execute(
+                update(_JOBS)
+                .where(_JOBS.c.id == job_id, *where)
+                .values(**values, update_time=now, last_sequence=_JOBS.c.last_sequence + 1)
+                .returning(*_JOBS.c)
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
         if row is None:
             return None
-        return await self._add_event(session, row, media, event_type)
+        return row, await self._add_event(session, row, media, event_type)
 
     async def _add_event(
         self,
         session: AsyncSession,
-        row: JobRow,
-        media: Sequence[MediaRow],
+        row: JobRow | Row[Any],
+        media: Sequence[convert.MediaFields],
         event_type: job_pb2.JobEventType.ValueType,
     ) -> job_pb2.JobEvent:
         event = job_pb2.JobEvent(
@@ -858,31 +903,48 @@ class JobStore:
             self._mean_run_cache[model] = mean
         return self._estimate_default_s if mean is None else float(mean)
 
-    async def _mean_run_s_for_job(self, session: AsyncSession, job_id: str) -> float:
-        model = await session.scalar(select(JobRow.model).where(JobRow.id == job_id))
-        return self._estimate_default_s if model is None else await self._mean_run_s(session, model)
-
     async def _record_run_time(
         self, session: AsyncSession, model: str, run_s: float, now: datetime
     ) -> None:
+        """Add a run time to the model's mean. Run times only feed estimates, so they are
+        written at most every :data:`RUN_TIMES_FLUSH_S` per model and process, with those
+        gathered since (one UPDATE, not one per job); a crash loses only those."""
+        pending = self._run_times.setdefault(model, [])
+        pending.append(run_s)
+        clock = time.monotonic()
+        if clock - self._run_times_flushed.get(model, -RUN_TIMES_FLUSH_S) < RUN_TIMES_FLUSH_S:
+            return
+        self._run_times_flushed[model] = clock
+        samples, self._run_times[model] = pending, []
+        # The EWMA of the samples in turn, as one linear step: mean * keep + add.
+        keep, add = 1.0, 0.0
+        for sample in samples:
+            keep *= 1 - _EWMA_WEIGHT
+            add = add * (1 - _EWMA_WEIGHT) + sample * _EWMA_WEIGHT
+        stats = _STATS.c
         result = await session.execute(
-            update(ModelStatsRow)
-            .where(ModelStatsRow.model == model)
+            update(_STATS)
+            .where(stats.model == model)
             .values(
-                mean_run_s=ModelStatsRow.mean_run_s * (1 - _EWMA_WEIGHT) + run_s * _EWMA_WEIGHT,
-                samples=ModelStatsRow.samples + 1,
+                mean_run_s=stats.mean_run_s * keep + add,
+                samples=stats.samples + len(samples),
                 update_time=now,
             )
-            .returning(ModelStatsRow.model)
-            .execution_options(synchronize_session=False)
+            .returning(stats.mean_run_s)
         )
-        # This process's next estimate reads the new mean (committed or not, it reads the table).
-        self._mean_run_cache.pop(model, None)
-        if result.scalar_one_or_none() is None:
+        mean = result.scalar_one_or_none()
+        if mean is None:  # the model's first runs: the mean starts at the first one
+            mean = samples[0]
+            for sample in samples[1:]:
+                mean = mean * (1 - _EWMA_WEIGHT) + sample * _EWMA_WEIGHT
             try:
                 async with session.begin_nested():
-                    session.add(
-                        ModelStatsRow(model=model, mean_run_s=run_s, samples=1, update_time=now)
+                    await session.execute(
+                        insert(_STATS).values(
+                            model=model, mean_run_s=mean, samples=len(samples), update_time=now
+                        )
                     )
             except IntegrityError:
                 pass  # another worker recorded this model's first run at the same moment
+        # This process's next estimate uses the new mean without reading it back.
+        self._mean_run_cache[model] = float(mean)

@@ -161,7 +161,8 @@ class _LeaseKeeper:
 
     A renewal that finds the lease gone calls ``on_lost`` (the attempt's cancel), unless the
     attempt is already ending; :meth:`end` waits out a renewal in flight, so a renewal and the
-    attempt's final write never overlap.
+    attempt's final write never overlap. Until the first renewal is due there is only a timer:
+    most attempts end before it, and a task per attempt would cost them more than the renewal.
     """
 
     def __init__(
@@ -177,15 +178,15 @@ class _LeaseKeeper:
         self._on_lost = on_lost
         self._ending = asyncio.Event()
         self.lost = False
-        self._task = asyncio.create_task(self._renew(), name=f"lease {attempt.job.id}")
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(lease_s / 3, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.create_task(self._renew(), name=f"lease {self._attempt.job.id}")
 
     async def _renew(self) -> None:
         job = self._attempt.job
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ending.wait(), self._lease_s / 3)
-            if self._ending.is_set():
-                return
+        while not self._ending.is_set():  # an end may come between the timer and this task
             try:
                 if await self._store.renew(job.id, job.owner, self._lease_s):
                     self._attempt.cancel.set()
@@ -196,11 +197,16 @@ class _LeaseKeeper:
                 return
             except Exception as exc:  # database hiccup: try again at the next tick
                 log.warning("job=%s lease renewal failed: %s", job.id, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ending.wait(), self._lease_s / 3)
 
     async def end(self) -> bool:
         """Stop renewing; returns whether the lease was found lost."""
         self._ending.set()
-        await asyncio.shield(self._task)  # a cancel of the caller must not cut a renewal short
+        self._timer.cancel()
+        if self._task is not None:
+            # A cancel of the caller must not cut a renewal short.
+            await asyncio.shield(self._task)
         return self.lost
 
 
@@ -328,8 +334,10 @@ class JobRunner:
                 self._keep_lease(attempt),
                 self._watch_cancel(attempt),
                 self._watch_settled(attempt),
+                # A deadline on this task, not wait_for's task of its own per attempt.
+                asyncio.timeout(self.settings.job_timeout_s),
             ):
-                await asyncio.wait_for(self._attempt(attempt), self.settings.job_timeout_s)
+                await self._attempt(attempt)
         except LeaseLost:
             raise
         except TimeoutError:
@@ -521,6 +529,11 @@ class JobRunner:
     async def _poll(self, attempt: _Attempt, prediction: Prediction) -> Prediction:
         """Follow the prediction to a final state, recording progress; cancel when asked."""
         job = attempt.job
+        if prediction.status.terminal:
+            # Finished when first seen (the create answered with its end, or a resumed one):
+            # the job's next event is its final one, so a progress event would tell a watcher
+            # nothing and cost a transaction.
+            return prediction
         tracker = ProgressTracker()
         reported = 0.0
         delay = self._poll_delay(None)

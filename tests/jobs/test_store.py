@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.rpc import code_pb2, status_pb2
@@ -227,3 +228,21 @@ async def test_a_lease_starts_when_the_claim_gets_a_connection(database_url: str
         assert await store.claim(job.id, "second", 1.0) is None
     finally:
         await db.dispose()
+
+
+async def test_a_models_run_time_becomes_its_next_jobs_estimate(database: Database) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    now = [start]
+    store = JobStore(database, estimate_default_s=30, clock=lambda: now[0])
+    first, _ = await store.create(spec(), tenant=TENANT)
+    assert await store.claim(first.id, "w", 30)
+    now[0] = start + timedelta(seconds=12)
+    await store.succeed(first.id, "w", [])
+
+    second, _ = await store.create(spec(), tenant=TENANT)
+    claimed = await store.claim(second.id, "w", 30)
+
+    assert second.estimated_completion_time.ToDatetime(UTC) == now[0] + timedelta(seconds=12)
+    assert claimed is not None
+    running = claimed[1].job
+    assert running.estimated_completion_time.ToDatetime(UTC) == now[0] + timedelta(seconds=12)
