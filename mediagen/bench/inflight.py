@@ -80,6 +80,7 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
             "job_seconds": job_seconds,
             "concurrency": options.concurrency,
             "seconds": options.seconds,
+            **({} if deployment.webhooks is None else {"webhooks": deployment.webhooks}),
         },
         figures={
             "submitted": len(submitted.ids),
@@ -93,6 +94,7 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
             "provider_other_requests": provider.others,
             "max_creates_per_min": provider.max_creates_per_min,
             "max_other_requests_per_min": provider.max_others_per_min,
+            "webhooks_delivered": provider.webhooks_delivered,
         },
         processes=meter.figures,
         checks=checks,

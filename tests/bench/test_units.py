@@ -18,7 +18,7 @@ from mediagen.bench.procfs import (
     status_kib,
     tree_cpu_seconds,
 )
-from mediagen.bench.provider import split_counts
+from mediagen.bench.provider import delivered_webhooks, split_counts
 from mediagen.bench.report import BenchReport, at_least, below, format_text
 from mediagen.bench.stats import latency, max_in_window, percentile
 from mediagen.cli import EXIT_USAGE, main
@@ -56,6 +56,8 @@ def test_provider_counts_split_creates_from_other_api_requests() -> None:
     stats = {"requests": {"create": 3, "get": 10, "cancel": 1, "list": 2, "file": 7, "secret": 1}}
     assert split_counts(stats) == (3, 14)  # file downloads are not Replicate API calls
     assert split_counts({}) == (0, 0)
+    assert delivered_webhooks({"webhooks": {"delivered": 7, "failed": 2}}) == 7
+    assert delivered_webhooks({}) == 0
 
 
 def test_report_as_text_and_json() -> None:
