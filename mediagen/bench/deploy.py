@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from mediagen.bench.options import DEPLOY_KINDS
-from mediagen.chaos.cluster import Cluster, ClusterOptions, base_env
+from mediagen.chaos.cluster import TOKEN, Cluster, ClusterOptions, base_env
 from mediagen.chaos.processes import (
     ProcessGroup,
     free_port,
@@ -78,6 +78,7 @@ class Deployment:
     api_key: str | None = None
     trees: tuple[str, ...] = ()  # processes measured with their children (PostgreSQL)
     webhooks: bool | None = None  # completion webhooks arrive; None: as the target runs
+    provider_token: str | None = None  # the emulator's token, to list its predictions
 
 
 @asynccontextmanager
@@ -128,6 +129,7 @@ async def deployed(options: DeployOptions) -> AsyncIterator[Deployment]:
             cluster.emulator_url,
             trees=trees,
             webhooks=options.webhooks,
+            provider_token=TOKEN,
         )
     finally:
         await asyncio.to_thread(cluster.stop)

@@ -195,6 +195,8 @@ def test_inflight_on_a_private_distributed_deployment_is_completed_by_webhooks()
     assert report["settings"]["webhooks"] is True
     assert figures["webhooks_delivered"] == 4
     assert figures["run_seconds"] < 20  # well before the first fallback poll
+    lag = report["latencies"]["prediction end -> job complete"]
+    assert lag["count"] == 4 and lag["max_ms"] < 10_000
     # One read per job after its webhook, and the gateway's one fetch of the signing secret.
     assert figures["provider_other_requests"] <= 4 + 1
     assert_sane(report, {"gateway", "worker0"}, {"emulator", "api"})
