@@ -106,6 +106,7 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
             "max_creates_per_min": provider.max_creates_per_min,
             "max_other_requests_per_min": provider.max_others_per_min,
             "webhooks_delivered": provider.webhooks_delivered,
+            "webhook_tries_failed": provider.webhook_tries_failed,
         },
         latencies=latencies,
         processes=meter.figures,

@@ -19,7 +19,7 @@ from mediagen.bench.procfs import (
     status_kib,
     tree_cpu_seconds,
 )
-from mediagen.bench.provider import delivered_webhooks, split_counts
+from mediagen.bench.provider import split_counts, webhook_counts
 from mediagen.bench.report import BenchReport, at_least, below, format_text
 from mediagen.bench.stats import latency, max_in_window, percentile
 from mediagen.cli import EXIT_USAGE, main
@@ -58,8 +58,8 @@ def test_provider_counts_split_creates_from_other_api_requests() -> None:
     stats = {"requests": {"create": 3, "get": 10, "cancel": 1, "list": 2, "file": 7, "secret": 1}}
     assert split_counts(stats) == (3, 14)  # file downloads are not Replicate API calls
     assert split_counts({}) == (0, 0)
-    assert delivered_webhooks({"webhooks": {"delivered": 7, "failed": 2}}) == 7
-    assert delivered_webhooks({}) == 0
+    assert webhook_counts({"webhooks": {"delivered": 7, "failed": 2, "given_up": 1}}) == (7, 2)
+    assert webhook_counts({}) == (0, 0)
 
 
 def test_lag_is_from_the_latest_prediction_end_to_the_job_completion() -> None:
