@@ -1,6 +1,13 @@
 """The deployment a bench run measures: one it starts on loopback (embedded: one ``mediagen
-serve``; distributed: :class:`mediagen.chaos.cluster.Cluster` with one API), or one already
-running at a target, whose processes are those named by PID."""
+serve``; distributed: :class:`mediagen.chaos.cluster.Cluster` with one API, and a ``mediagen
+gateway``), or one already running at a target, whose processes are those named by PID.
+
+Distributed, completion webhooks are on by default, as in production (where Replicate's are the
+only way to hold thousands of predictions in flight within 3,000 requests a minute): the
+emulator posts them to the gateway's ``/webhooks/replicate`` (``MEDIAGEN_WEBHOOK_URL``), which
+wakes the workers through Redis, and polling slows to its fallback. Off, the emulator drops
+every webhook, as Replicate's would go nowhere without a public URL, and workers poll only.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +19,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from mediagen.bench.options import DEPLOY_KINDS
-from mediagen.chaos.cluster import Cluster, ClusterOptions, base_env
-from mediagen.chaos.processes import ProcessGroup, free_port, wait_for_grpc_health
+from mediagen.chaos.cluster import TOKEN, Cluster, ClusterOptions, base_env
+from mediagen.chaos.processes import (
+    ProcessGroup,
+    free_port,
+    wait_for_grpc_health,
+    wait_for_http,
+)
 from mediagen.config import Settings
 
 #: The production defaults of what the chaos cluster tunes for fast failure detection: a bench
@@ -45,6 +59,7 @@ class DeployOptions:
     kind: str = "embedded"  # embedded | distributed
     workers: int = 1  # distributed only
     storage: str = "local"  # local | s3 (distributed: a moto server of the run's own)
+    webhooks: bool = True  # distributed only: completion webhooks reach a gateway, or none come
     env: Mapping[str, str] = field(default_factory=dict)  # the scenario's settings
 
     def __post_init__(self) -> None:
@@ -62,6 +77,8 @@ class Deployment:
     emulator_url: str | None = None  # its /_emulator/stats counts provider requests
     api_key: str | None = None
     trees: tuple[str, ...] = ()  # processes measured with their children (PostgreSQL)
+    webhooks: bool | None = None  # completion webhooks arrive; None: as the target runs
+    provider_token: str | None = None  # the emulator's token, to list its predictions
 
 
 @asynccontextmanager
@@ -72,6 +89,10 @@ async def deployed(options: DeployOptions) -> AsyncIterator[Deployment]:
         async with _embedded(env) as deployment:
             yield deployment
         return
+    http_port = free_port()
+    if options.webhooks:
+        # Workers put it in every create; the emulator posts there (loopback is allowed).
+        env["MEDIAGEN_WEBHOOK_URL"] = f"http://127.0.0.1:{http_port}/webhooks/replicate"
     cluster = await Cluster.start(
         ClusterOptions(
             workers=options.workers,
@@ -82,7 +103,17 @@ async def deployed(options: DeployOptions) -> AsyncIterator[Deployment]:
         )
     )
     try:
-        pids = {"api": cluster.apis[0].proc.pid}
+        api = cluster.apis[0]
+        pids = {"api": api.proc.pid}
+        if options.webhooks:
+            gateway = cluster.group.start_mediagen(
+                "gateway", "gateway", "--grpc-target", api.target,
+                env={"MEDIAGEN_HTTP_PORT": str(http_port)},
+            )  # fmt: skip
+            await wait_for_http(f"http://127.0.0.1:{http_port}/api/v1/health", gateway)
+            pids["gateway"] = gateway.pid
+        else:
+            await _drop_webhooks(cluster.emulator_url)
         pids |= {f"worker{i}": proc.pid for i, proc in enumerate(cluster.workers)}
         pids |= {
             p.name: p.pid for p in cluster.group.procs if p.name in ("emulator", "redis", "s3")
@@ -92,10 +123,24 @@ async def deployed(options: DeployOptions) -> AsyncIterator[Deployment]:
             pids["postgres"] = _postmaster_pid(cluster.postgres.root / "data")
             trees = ("postgres",)
         yield Deployment(
-            "distributed", cluster.apis[0].target, pids, cluster.emulator_url, trees=trees
+            "distributed",
+            api.target,
+            pids,
+            cluster.emulator_url,
+            trees=trees,
+            webhooks=options.webhooks,
+            provider_token=TOKEN,
         )
     finally:
         await asyncio.to_thread(cluster.stop)
+
+
+async def _drop_webhooks(emulator_url: str) -> None:
+    """Have the emulator send no completion webhook at all (a rule for every prediction)."""
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        rule = {"kind": "webhook", "action": "drop", "times": None}
+        reply = await client.post(f"{emulator_url}/_emulator/faults", json=rule)
+        reply.raise_for_status()
 
 
 @asynccontextmanager

@@ -1,11 +1,15 @@
 """``inflight``: many long predictions held by one worker process. ``--jobs`` jobs of
 ``--job-seconds`` (30 by default) are submitted and waited for (at most ``--seconds``); the
-worker's CPU and peak RSS over the run, and the provider requests counted at the emulator
-against Replicate's per-minute budget."""
+worker's CPU and peak RSS over the run, the provider requests counted at the emulator against
+Replicate's per-minute budget, and how late each job noticed its prediction's end
+(:mod:`mediagen.bench.lag`)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+
+import httpx
 
 from mediagen.bench.calls import (
     count_final,
@@ -17,10 +21,12 @@ from mediagen.bench.calls import (
     wait_until_final,
 )
 from mediagen.bench.deploy import PRODUCTION_TIMINGS, Deployment
+from mediagen.bench.lag import lags_s, read_prediction_ends
 from mediagen.bench.measure import measured, opened
 from mediagen.bench.options import BenchOptions
 from mediagen.bench.provider import CREATES_PER_MIN, OTHERS_PER_MIN, ProviderCounter
 from mediagen.bench.report import BenchReport, Check, below
+from mediagen.bench.stats import Latency, latency
 
 DEFAULT_JOB_SECONDS = 30.0
 WORKER_NAMES = ("worker0", "serve")
@@ -55,6 +61,11 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
         finally:
             provider = await counter.stop()
         jobs = list((await fetch_jobs(stub, submitted.ids, metadata)).values())
+    latencies: dict[str, Latency] = {}
+    # A target's emulator may want a token this run does not have: then no lag is reported.
+    with contextlib.suppress(httpx.HTTPError):
+        ends = await read_prediction_ends(deployment.emulator_url, deployment.provider_token)
+        latencies["prediction end -> job complete"] = latency(lags_s(jobs, ends))
     states = state_counts(jobs)
     unfinished = len(submitted.ids) - sum(states[s] for s in ("succeeded", "failed", "canceled"))
     checks: list[Check] = [
@@ -80,6 +91,7 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
             "job_seconds": job_seconds,
             "concurrency": options.concurrency,
             "seconds": options.seconds,
+            **({} if deployment.webhooks is None else {"webhooks": deployment.webhooks}),
         },
         figures={
             "submitted": len(submitted.ids),
@@ -93,7 +105,10 @@ async def run(deployment: Deployment, options: BenchOptions) -> BenchReport:
             "provider_other_requests": provider.others,
             "max_creates_per_min": provider.max_creates_per_min,
             "max_other_requests_per_min": provider.max_others_per_min,
+            "webhooks_delivered": provider.webhooks_delivered,
+            "webhook_tries_failed": provider.webhook_tries_failed,
         },
+        latencies=latencies,
         processes=meter.figures,
         checks=checks,
     )

@@ -26,6 +26,8 @@ class ProviderFigures:
     others: int
     max_creates_per_min: int  # the most in any 60 s of the run
     max_others_per_min: int
+    webhooks_delivered: int  # completion webhooks the emulator delivered
+    webhook_tries_failed: int  # deliveries refused or unanswered, each retried later
 
 
 def split_counts(stats: Mapping[str, object]) -> tuple[int, int]:
@@ -37,6 +39,14 @@ def split_counts(stats: Mapping[str, object]) -> tuple[int, int]:
     return creates, sum(int(requests.get(route, 0)) for route in _OTHER_ROUTES)
 
 
+def webhook_counts(stats: Mapping[str, object]) -> tuple[int, int]:
+    """(webhooks delivered, delivery tries failed) from the emulator's stats JSON. Pure."""
+    webhooks = stats.get("webhooks")
+    if not isinstance(webhooks, Mapping):
+        return 0, 0
+    return int(webhooks.get("delivered", 0)), int(webhooks.get("failed", 0))
+
+
 class ProviderCounter:
     """Samples the emulator's counters from :meth:`start` to :meth:`stop`."""
 
@@ -44,14 +54,17 @@ class ProviderCounter:
         self.url = emulator_url.rstrip("/") + "/_emulator/stats"
         self.interval_s = interval_s
         self._samples: list[tuple[float, int, int]] = []
+        self._webhooks: list[tuple[int, int]] = []  # webhook_counts at each sample
         self._task: asyncio.Task[None] | None = None
         self._client = httpx.AsyncClient(timeout=5.0)
 
     async def _sample(self) -> None:
         reply = await self._client.get(self.url)
         reply.raise_for_status()
-        creates, others = split_counts(reply.json())
+        stats = reply.json()
+        creates, others = split_counts(stats)
         self._samples.append((time.monotonic(), creates, others))
+        self._webhooks.append(webhook_counts(stats))
 
     async def start(self) -> None:
         await self._sample()
@@ -80,4 +93,6 @@ class ProviderCounter:
             others=others[-1][1],
             max_creates_per_min=max_in_window(creates, 60.0),
             max_others_per_min=max_in_window(others, 60.0),
+            webhooks_delivered=self._webhooks[-1][0] - self._webhooks[0][0],
+            webhook_tries_failed=self._webhooks[-1][1] - self._webhooks[0][1],
         )

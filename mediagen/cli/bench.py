@@ -53,6 +53,13 @@ def add_bench_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="distributed: local files or S3 (moto); copy: s3",
     )
     add(
+        "--webhooks",
+        choices=("on", "off"),
+        default="on",
+        help="distributed: completion webhooks reach a gateway and polling is the fallback, "
+        "as in production (default on); off: none come, workers poll",
+    )
+    add(
         "--metrics",
         choices=("on", "off"),
         default="on",
@@ -154,7 +161,12 @@ def _where(args: argparse.Namespace) -> DeployOptions | Deployment:
         storage = args.storage or (
             "s3" if args.scenario == "copy" and args.deploy == "distributed" else "local"
         )
-        return DeployOptions(kind=args.deploy, workers=args.workers, storage=storage)
+        return DeployOptions(
+            kind=args.deploy,
+            workers=args.workers,
+            storage=storage,
+            webhooks=args.webhooks == "on",
+        )
     host = target.rsplit(":", 1)[0]
     if not args.allow_remote:
         if not is_loopback_host(host):

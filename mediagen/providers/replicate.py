@@ -15,11 +15,14 @@ Every create carries a :class:`~mediagen.providers.marker.Marker` in its ``webho
 An unparseable answer to get (1.0.7 rejects ``status: aborted``) is read again as raw JSON, so
 ``aborted`` is seen as the terminal state it is.
 
-A 429 is raised at once, under the client's own retries (which would resend a GET up to nine
-times, waiting whatever ``Retry-After`` says): the caller decides, and with a shared budget
-(:mod:`mediagen.providers.budgeted`) one worker's 429 pauses them all. Calls wait for one of
-``max_connections`` slots before their deadline starts, so a busy pool delays calls rather than
-failing them with ``PoolTimeout``.
+The client's own retries are off: its ``RetryTransport`` would resend a GET answered 429, 503 or
+504 up to nine times, unseen by the shared request budget. Those answers are raised beneath it
+instead (it retries answers, never exceptions), so every request sent is one the caller paid
+for: :mod:`mediagen.providers.budgeted` resends reads within the budget, and on a 429 pauses
+every worker. (The client never resends a POST, so creates were never resent.)
+
+Calls wait for one of ``max_connections`` slots before their deadline starts, so a busy pool
+delays calls rather than failing them with ``PoolTimeout``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from replicate.client import Client
+from replicate.client import Client, RetryTransport
 from replicate.exceptions import ReplicateError
 
 from mediagen.config import Settings
@@ -169,18 +172,18 @@ async def _note_retry_hint(response: httpx.Response) -> None:
         _last_hint.set(retry_after_s(response.headers.get("retry-after"), body))
 
 
-class _RaiseThrottled(httpx.AsyncBaseTransport):
-    """Turns a 429 into :class:`httpx.HTTPStatusError` beneath the client's ``RetryTransport``,
-    which retries only answers, never exceptions."""
+class _NoClientRetries(httpx.AsyncBaseTransport):
+    """Turns every answer the client's ``RetryTransport`` would resend (429, 503, 504) into
+    :class:`httpx.HTTPStatusError` beneath it, which it does not retry."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self._inner = inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
-        if response.status_code == 429:
-            await response.aread()  # a small problem body, kept for the retry hint
-            raise httpx.HTTPStatusError("throttled", request=request, response=response)
+        if response.status_code in RetryTransport.RETRYABLE_STATUS_CODES:
+            await response.aread()  # a small problem body, kept for the detail and retry hint
+            raise httpx.HTTPStatusError("not retried here", request=request, response=response)
         return response
 
     async def aclose(self) -> None:
@@ -188,7 +191,7 @@ class _RaiseThrottled(httpx.AsyncBaseTransport):
 
 
 def _from_status_error(exc: httpx.HTTPStatusError, *, creating: bool) -> ProviderError:
-    """A 429 raised by :class:`_RaiseThrottled`: its problem detail and retry hint."""
+    """An answer raised by :class:`_NoClientRetries`: its problem detail and retry hint."""
     response = exc.response
     try:
         body = response.json()
@@ -243,8 +246,7 @@ async def _translated(*, creating: bool, deadline_s: float) -> AsyncIterator[Non
     """Map foreign errors to ProviderError, and bound the call by ``deadline_s``.
 
     1.0.7 sends creates with ``timeout=None``, which httpx reads as "no timeout at all", so a
-    server that never answers would hold a create forever; the deadline covers that (and the
-    client's own GET retries, which sleep whatever Retry-After says).
+    server that never answers would hold a create forever; the deadline covers that.
     """
     _last_hint.set(None)
     try:
@@ -309,7 +311,7 @@ class ReplicateProvider:
             api_token=api_token,
             base_url=base_url or DEFAULT_BASE_URL,
             timeout=timeout,
-            transport=_RaiseThrottled(transport or httpx.AsyncHTTPTransport(limits=limits)),
+            transport=_NoClientRetries(transport or httpx.AsyncHTTPTransport(limits=limits)),
             # Also handed to the client's sync httpx client, which this class never uses.
             event_hooks={"request": [_send_request_id], "response": [_note_retry_hint]},
         )
@@ -443,8 +445,8 @@ class ReplicateProvider:
             yield
 
     async def _raw_json(self, path: str) -> Mapping[str, Any]:
-        """GET a JSON object through the client's own httpx client (auth, retries), skipping
-        its pydantic models."""
+        """GET a JSON object through the client's own httpx client (its auth), skipping its
+        pydantic models."""
         async with self._call(creating=False):
             response = await self._client._async_request("GET", path)
         try:

@@ -162,12 +162,14 @@ def test_submit_closed_and_open_loop(serve: Serve) -> None:
     assert any(c["target"].startswith("p99 < 25 ms") for c in opened["checks"])
 
 
-def test_e2e_on_a_private_distributed_deployment() -> None:
-    report = bench("e2e", "--deploy", "distributed", "--jobs", "5", "--concurrency", "2")
+def test_e2e_on_a_private_distributed_deployment_without_webhooks() -> None:
+    args = ["--deploy", "distributed", "--webhooks", "off", "--jobs", "5", "--concurrency", "2"]
+    report = bench("e2e", *args)
     assert report["deployment"] == "distributed"
     assert (report["figures"]["submitted"], report["figures"]["succeeded"]) == (5, 5)
-    # Every process of the deployment measured, PostgreSQL with its backends.
+    # Every process of the deployment measured, PostgreSQL with its backends; no gateway.
     assert_sane(report, {"api", "worker0"}, {"emulator", "redis", "postgres", "bench"})
+    assert "gateway" not in {proc["name"] for proc in report["processes"]}
 
 
 @pytest.mark.parametrize("kind", ["embedded", "distributed"])
@@ -182,3 +184,19 @@ async def test_e2e_starts_its_deployment_with_the_provider_budget_lifted(kind: s
         answer = await client.get(f"{deployment.emulator_url}/_emulator/limits")
     limits = answer.raise_for_status().json()
     assert limits["creates_per_min"] >= 1_000_000 and limits["requests_per_min"] >= 1_000_000
+
+
+def test_inflight_on_a_private_distributed_deployment_is_completed_by_webhooks() -> None:
+    """By default a gateway receives the emulator's webhooks and polling is the 30 s fallback,
+    so jobs done within seconds were woken by them (``--webhooks off``: see the e2e test)."""
+    report = bench("inflight", "--deploy", "distributed", "--jobs", "4", "--job-seconds", "1")
+    figures = report["figures"]
+    assert (figures["submitted"], figures["succeeded"], figures["unfinished"]) == (4, 4, 0)
+    assert report["settings"]["webhooks"] is True
+    assert figures["webhooks_delivered"] == 4
+    assert figures["run_seconds"] < 20  # well before the first fallback poll
+    lag = report["latencies"]["prediction end -> job complete"]
+    assert lag["count"] == 4 and lag["max_ms"] < 10_000
+    # One read per job after its webhook, and the gateway's one fetch of the signing secret.
+    assert figures["provider_other_requests"] <= 4 + 1
+    assert_sane(report, {"gateway", "worker0"}, {"emulator", "api"})

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from mediagen.bench.lag import lags_s, prediction_ends
 from mediagen.bench.procfs import (
     ProcessFigures,
     cpu_seconds,
@@ -18,10 +19,11 @@ from mediagen.bench.procfs import (
     status_kib,
     tree_cpu_seconds,
 )
-from mediagen.bench.provider import split_counts
+from mediagen.bench.provider import split_counts, webhook_counts
 from mediagen.bench.report import BenchReport, at_least, below, format_text
 from mediagen.bench.stats import latency, max_in_window, percentile
 from mediagen.cli import EXIT_USAGE, main
+from mediagen.v1 import job_pb2
 
 
 def test_nearest_rank_percentiles() -> None:
@@ -56,6 +58,27 @@ def test_provider_counts_split_creates_from_other_api_requests() -> None:
     stats = {"requests": {"create": 3, "get": 10, "cancel": 1, "list": 2, "file": 7, "secret": 1}}
     assert split_counts(stats) == (3, 14)  # file downloads are not Replicate API calls
     assert split_counts({}) == (0, 0)
+    assert webhook_counts({"webhooks": {"delivered": 7, "failed": 2, "given_up": 1}}) == (7, 2)
+    assert webhook_counts({}) == (0, 0)
+
+
+def test_lag_is_from_the_latest_prediction_end_to_the_job_completion() -> None:
+    def item(job: str, attempt: int, completed: str | None) -> dict[str, object]:
+        url = f"http://127.0.0.1:1/webhooks/replicate?job={job}&attempt={attempt}"
+        return {"webhook": url, "completed_at": completed}
+
+    items: list[dict[str, object]] = [  # newest first, as the list endpoint answers
+        item("a", 2, "2026-01-01T00:00:10+00:00"),
+        item("a", 1, "2026-01-01T00:00:01+00:00"),  # an earlier attempt's: not the one noticed
+        item("b", 1, None),  # still running
+        {"webhook": None, "completed_at": "2026-01-01T00:00:05+00:00"},  # not ours
+    ]
+    ends = prediction_ends(items)
+    assert set(ends) == {"a"}
+    job = job_pb2.Job(id="a", status=job_pb2.JOB_STATE_SUCCEEDED)
+    job.complete_time.FromSeconds(int(ends["a"]) + 3)
+    failed = job_pb2.Job(id="a", status=job_pb2.JOB_STATE_FAILED)
+    assert lags_s([job, failed, job_pb2.Job(id="b")], ends) == [3.0]
 
 
 def test_report_as_text_and_json() -> None:

@@ -278,6 +278,24 @@ def test_auth_is_on_and_the_webhook_is_a_public_https_url(k8s_objects: Objects) 
     assert settings.output_hosts, "outputs come from configured hosts only"
 
 
+def test_the_webhook_url_is_routed_to_the_gateways_over_tls(k8s_objects: Objects) -> None:
+    """Replicate posts to MEDIAGEN_WEBHOOK_URL: an Ingress must carry exactly that host and path
+    to the gateway Service's HTTP port, with a certificate for the host."""
+    webhook = urlsplit(settings_from(_env(k8s_objects))[0].effective_webhook_url)
+    ingress = _one(k8s_objects, "Ingress", "mediagen-webhooks")["spec"]
+    assert any(webhook.hostname in tls["hosts"] for tls in ingress["tls"])
+    routes = [
+        (rule["host"], path["path"], path["backend"]["service"])
+        for rule in ingress["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert routes == [
+        (webhook.hostname, webhook.path, {"name": "mediagen-gateway", "port": {"name": "http"}})
+    ]
+    ports = _one(k8s_objects, "Service", "mediagen-gateway")["spec"]["ports"]
+    assert "http" in {port["name"] for port in ports}
+
+
 def test_the_documented_first_key_lets_the_api_start(k8s_objects: Objects, tmp_path: Path) -> None:
     """docs/distributed.md's first-key command, run as written (in a pod that starts without
     keys) against a fresh database: before it the API's start-up rule refuses, after it

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
-from mediagen.emulator import Route, RunningEmulator, Throttle
+from mediagen.emulator import Route, RunningEmulator, ServerError, Throttle
 from mediagen.limits.bucket import Decision
 from mediagen.limits.rate import LocalRateLimiter, RateLimiter
 from mediagen.metrics import definitions as m
@@ -23,7 +24,7 @@ from mediagen.providers.budget import (
     LocalPauses,
     RequestBudget,
 )
-from mediagen.providers.budgeted import MAX_THROTTLED_TRIES, BudgetedProvider
+from mediagen.providers.budgeted import MAX_TRIES, BudgetedProvider
 from mediagen.providers.rates import Budget, Rates
 from mediagen.providers.replicate import ReplicateProvider
 from tests.fixtures.redis_server import MACHINE_REDIS_URL
@@ -203,7 +204,7 @@ async def test_a_call_throttled_every_time_goes_back_to_the_job(
     with pytest.raises(ProviderError) as caught:
         await budgeted.get("no-matter")
     assert (caught.value.status, caught.value.transient) == (429, True)
-    assert emulator.emulator.stats_json()["requests"]["get"] == MAX_THROTTLED_TRIES
+    assert emulator.emulator.stats_json()["requests"]["get"] == MAX_TRIES
 
 
 async def test_a_create_is_recorded_as_requested_only_once_its_token_is_in_hand(
@@ -232,3 +233,58 @@ async def test_a_create_is_recorded_as_requested_only_once_its_token_is_in_hand(
     assert len(marks) == 2
     assert marks[0] - started >= 0.15
     assert marks[1] - marks[0] >= 0.9
+
+
+def tokens_spent(budget: Budget) -> float:
+    """Tokens handed out so far: every call that waited for the budget (the wait histogram's
+    count, as /metrics shows it)."""
+    value = REGISTRY.get_sample_value(
+        "mediagen_provider_budget_wait_seconds_count", {"budget": budget.value}
+    )
+    return value or 0.0
+
+
+async def test_a_read_answered_503_is_sent_again_each_time_within_the_budget(
+    budgeted: BudgetedProvider, emulator: RunningEmulator
+) -> None:
+    """The official client would resend a GET answered 503/504 by itself, past the budget; here
+    every request that reaches the provider spent a token."""
+    created = await budgeted.create("stability-ai/sdxl", {"prompt": "an unlucky fox"})
+    emulator.emulator.inject(ServerError(route=Route.GET, status=503, times=1))
+    emulator.emulator.inject(ServerError(route=Route.GET, status=504, times=1))
+    before = tokens_spent(Budget.OTHER)
+
+    found = await budgeted.get(created.id)
+
+    assert found.id == created.id
+    gets = emulator.emulator.stats_json()["requests"]["get"]
+    assert gets == 3 == tokens_spent(Budget.OTHER) - before
+
+
+async def test_a_read_that_stays_unavailable_goes_back_to_the_caller(
+    budgeted: BudgetedProvider, emulator: RunningEmulator
+) -> None:
+    emulator.emulator.inject(ServerError(route=Route.GET, status=503, times=None))
+    before = tokens_spent(Budget.OTHER)
+    with pytest.raises(ProviderError) as caught:
+        await budgeted.get("no-matter")
+    assert (caught.value.status, caught.value.transient) == (503, True)
+    gets = emulator.emulator.stats_json()["requests"]["get"]
+    assert gets == MAX_TRIES == tokens_spent(Budget.OTHER) - before
+
+
+@pytest.mark.parametrize("status", [503, 504])
+@pytest.mark.parametrize("after", [False, True])
+async def test_a_create_answered_503_or_504_is_sent_once_and_left_ambiguous(
+    budgeted: BudgetedProvider, emulator: RunningEmulator, status: int, after: bool
+) -> None:
+    """``after``: the prediction was made and only its answer replaced. Either way nothing
+    proves it was not made, so the create is not repeated: the worker looks for it by marker."""
+    emulator.emulator.inject(ServerError(route=Route.CREATE, status=status, after=after))
+    before = tokens_spent(Budget.CREATE)
+    with pytest.raises(ProviderError) as caught:
+        await budgeted.create("stability-ai/sdxl", {"prompt": "a fox made once"})
+    assert (caught.value.status, caught.value.ambiguous) == (status, True)
+    stats = emulator.emulator.stats_json()
+    assert stats["requests"]["create"] == 1 == tokens_spent(Budget.CREATE) - before
+    assert stats["predictions"] == (1 if after else 0)
