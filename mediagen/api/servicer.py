@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 import grpc
 from grpc_status import rpc_status
 
-from mediagen.api.urls import resolve_event, resolve_job, resolve_media
+from mediagen.api.urls import resolve_job, resolve_media
+from mediagen.api.watch_responses import SharedResponses
 from mediagen.api.watch_sweep import WatchSweep
 from mediagen.auth.principal import current_principal
 from mediagen.config import Settings
@@ -142,11 +143,13 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         self._no_watchers.set()
         #: Wakes streams whose job has events no bus message announced.
         self.sweep = WatchSweep(store.latest_sequences, settings.watch_sweep_s)
+        self.responses = SharedResponses(storage)
 
     async def close_streams(self, timeout_s: float) -> None:
         """End every open WatchJob stream (UNAVAILABLE, with where to resume) and wait up to
         ``timeout_s`` for them to go, so the server's stop does not have to cut them off."""
         self.closing.set()
+        self.sweep.wake_all()  # each stream, woken, sees the server closing
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._no_watchers.wait(), timeout_s)
 
@@ -277,8 +280,8 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
                         if event.sequence <= last:
                             continue  # already sent (the bus repeats what the store returned)
                         last = watch.last = event.sequence
-                        # The event may be the bus's, shared with every watcher: resolve a copy.
-                        yield pb.WatchJobResponse(event=await resolve_event(event, self.storage))
+                        # Built once for every stream of this event in the process.
+                        yield await self.responses.response(event)
                         if event.job.status in _TERMINAL:
                             return
                     finished = not backlog and (
@@ -299,22 +302,21 @@ class MediaGenerationServicer(pb_grpc.MediaGenerationServiceServicer):
         """The next events after ``last``: from the bus when it delivers the very next one,
         else (a jump in the sequence, or word from the bus that it may have lost some) from the
         store. A quiet stream reads nothing. Ends the stream with UNAVAILABLE as soon as the
-        server starts shutting down, telling the client where to resume."""
-        getter = asyncio.ensure_future(subscription.get())
-        closing = asyncio.ensure_future(self.closing.wait())
-        try:
-            await asyncio.wait({getter, closing}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            getter.cancel()
-            closing.cancel()
+        server starts shutting down (which wakes every subscription), telling the client where
+        to resume."""
+        # One waiter, the subscription itself: no task or asyncio.wait per event.
+        self._unless_closing(last)
+        event = await subscription.get()
+        self._unless_closing(last)
+        if event is not None and event.sequence <= last + 1:
+            return [event]
+        return await self.store.events_after(job_id, last, tenant=scope)
+
+    def _unless_closing(self, last: int) -> None:
         if self.closing.is_set():
             raise Unavailable(
                 f"server shutting down; reconnect with after_sequence={last}", retry_after_s=1.0
             )
-        event = getter.result()
-        if event is not None and event.sequence <= last + 1:
-            return [event]
-        return await self.store.events_after(job_id, last, tenant=scope)
 
     @rpc_errors
     async def GetMedia(self, request: pb.GetMediaRequest, context: Context) -> pb.GetMediaResponse:

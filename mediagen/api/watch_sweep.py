@@ -3,8 +3,10 @@
 Streams read the store only when the bus wakes them. A worker killed between its commit and its
 publish leaves an event no bus message announces; the sweep finds it. While streams are open,
 every ``interval_s`` it reads the latest sequence of every watched job in one statement (per
-:data:`CHUNK` jobs) and wakes only the streams that have sent less, through their subscription's
-``missed`` (they then read the store as on a sequence jump). Many streams of one job cost one row.
+:data:`CHUNK` jobs) and wakes only the streams that have sent less and have not been brought more
+by the bus either, through their subscription's ``missed`` (they then read the store as on a
+sequence jump). Many streams of one job cost one row.
+The same registry lets a stopping server wake every stream at once (:meth:`WatchSweep.wake_all`).
 
 Tenancy: the query is not scoped, but it only decides whom to wake; each stream reads the events
 with its own caller's scope, and it was let in only after that scope found the job.
@@ -70,8 +72,15 @@ class WatchSweep:
                     self._task.cancel()
                 self._task = None
 
+    def wake_all(self) -> None:
+        """Wake every open stream, events or not (the server is stopping: each then sees it)."""
+        for watches in self._watches.values():
+            for watch in watches:
+                watch.subscription.missed()
+
     async def sweep(self) -> int:
-        """Wake every stream whose job has newer events than it sent; how many were woken."""
+        """Wake every stream whose job has newer events than it sent or the bus brought; how many
+        were woken."""
         woken = 0
         job_ids = list(self._watches)
         for start in range(0, len(job_ids), CHUNK):
@@ -81,7 +90,10 @@ class WatchSweep:
                 # A job gone (deleted) wakes its streams too: their read ends them NOT_FOUND.
                 newest = latest.get(job_id)
                 for watch in list(self._watches.get(job_id, ())):
-                    if newest is None or newest > watch.last:
+                    # A stream still sending what the bus brought is behind, not missing
+                    # anything: waking it would only make it read the store (a burst of them,
+                    # when a busy server is behind, would make it later still).
+                    if newest is None or newest > max(watch.last, watch.subscription.newest):
                         watch.subscription.missed()
                         woken += 1
         return woken

@@ -10,7 +10,7 @@ dedupe by sequence and read the store then, and only then.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
@@ -23,14 +23,23 @@ QUEUE_SIZE = 256
 
 
 class Subscription:
-    """Events of one job, as they arrive. ``get`` waits for the next one, or for word that
-    some may have been missed (None): the bus reconnected, or this reader fell behind."""
+    """Events of one job, as they arrive, for one reader. ``get`` waits for the next one, or
+    for word that some may have been missed (None): the bus reconnected, or this reader fell
+    behind.
+
+    A deque and the reader's one waiting future rather than an ``asyncio.Queue``: a delivery
+    is on the path of every event to every stream, and this is all of it that is needed."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[job_pb2.JobEvent | None] = asyncio.Queue(QUEUE_SIZE)
+        self._items: deque[job_pb2.JobEvent | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._overflowed = False
+        #: The highest sequence the bus has brought (read or not yet): a reader behind it
+        #: will catch up without anyone waking it.
+        self.newest = 0
 
     def deliver(self, event: job_pb2.JobEvent) -> None:
+        self.newest = max(self.newest, event.sequence)
         self._put(event)
 
     def missed(self) -> None:
@@ -38,18 +47,27 @@ class Subscription:
         self._put(None)
 
     def _put(self, item: job_pb2.JobEvent | None) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self._items) >= QUEUE_SIZE:
             # A reader this far behind loses the event; its next get says so.
             self._overflowed = True
+            return
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def get(self) -> job_pb2.JobEvent | None:
         """The next event, or None when events may have been missed since the last one."""
+        while not self._items and not self._overflowed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         if self._overflowed:
             self._overflowed = False
             return None
-        return await self._queue.get()
+        return self._items.popleft()
 
 
 class EventBus(Protocol):

@@ -1,15 +1,18 @@
 """WatchJob costs nothing while nothing happens: a quiet stream sends no statement to the
 database, yet misses no event. The bus says when it may have lost some (a dropped Redis
 connection, a reader too far behind) and the stream reads the store then; a jump in the
-sequence does the same; an event Redis refused is sent again once Redis takes it."""
+sequence does the same; an event Redis refused is sent again once Redis takes it. A stopping
+server wakes the quiet streams to end them (UNAVAILABLE, with where to resume)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import grpc
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import event
@@ -215,3 +218,52 @@ async def test_a_subscription_made_while_redis_is_down_gets_events_once_it_is_ba
     finally:
         await bus.close()
         await admin.aclose()
+
+
+class Aborted(Exception):
+    pass
+
+
+class RecordingContext:
+    """Keeps the status a stream ends with (gRPC's abort raises, so does this)."""
+
+    def __init__(self) -> None:
+        self.status: Any = None
+
+    async def abort_with_status(self, status: Any) -> None:
+        self.status = status
+        raise Aborted
+
+
+async def ending_status(
+    servicer: MediaGenerationServicer, job_id: str, first: asyncio.Event
+) -> Any:
+    """Watch ``job_id`` until the stream ends; the status it ended with."""
+    context = RecordingContext()
+    with acting_as(ANONYMOUS), contextlib.suppress(Aborted):
+        stream: AsyncIterator[pb.WatchJobResponse] = servicer.WatchJob(
+            pb.WatchJobRequest(id=job_id),
+            context,  # type: ignore[arg-type]
+        )
+        async for _ in stream:
+            first.set()
+    return context.status
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_quiet_streams_end_at_once_when_the_server_stops(store: JobStore) -> None:
+    servicer = servicer_on(store, InProcessBus())
+    job = await pending_job(store)
+    opened = [asyncio.Event() for _ in range(20)]
+    streams = [asyncio.create_task(ending_status(servicer, job.id, first)) for first in opened]
+    async with asyncio.timeout(10):
+        for first in opened:
+            await first.wait()
+    started = time.monotonic()
+    await servicer.close_streams(timeout_s=5.0)
+    assert time.monotonic() - started < 1.0  # woken, not left to the grace period
+    # One opened while the server stops gets its backlog, then the same end.
+    late = await asyncio.wait_for(ending_status(servicer, job.id, asyncio.Event()), 5)
+    for status in [*await asyncio.gather(*streams), late]:
+        assert status.code == grpc.StatusCode.UNAVAILABLE
+        assert "after_sequence=1" in status.details

@@ -1,6 +1,7 @@
 """The watch sweep: an event committed but never published (its worker died before publishing)
 still reaches the streams watching its job, within about one sweep; and the sweep costs one
-statement per interval for all open streams together, and nothing once they have closed."""
+statement per interval for all open streams together, and nothing once they have closed; a
+stream merely behind on what the bus brought is left alone."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from mediagen.events.bus import InProcessBus, Subscription
 from mediagen.jobs.database import Database
 from mediagen.jobs.store import JobStore
 from mediagen.storage.memory import MemoryStorage
+from mediagen.v1 import job_pb2
 from tests.integration.test_quiet_watchers import Watcher, counted_statements, pending_job
 
 SWEEP_S = 0.2
@@ -106,3 +108,24 @@ async def test_many_watched_jobs_are_read_in_chunks(monkeypatch: pytest.MonkeyPa
     assert await asyncio.wait_for(subs["j22"].get(), 1) is None
     for block in watching:
         block.__exit__(None, None, None)
+
+
+async def test_a_stream_behind_on_what_the_bus_brought_is_not_woken() -> None:
+    async def latest(job_ids: Sequence[str]) -> Mapping[str, int]:
+        return dict.fromkeys(job_ids, 3)
+
+    sweep = WatchSweep(latest, interval_s=0)  # swept by hand here
+    busy, lost = Subscription(), Subscription()
+    # Both have sent event 1. The bus brought ``busy`` events 2 and 3, still queued (a busy
+    # server sends them soon); ``lost`` got only 2: 3 was committed but never announced.
+    for sequence in (2, 3):
+        busy.deliver(job_pb2.JobEvent(sequence=sequence, job=job_pb2.Job(id="j1")))
+    lost.deliver(job_pb2.JobEvent(sequence=2, job=job_pb2.Job(id="j2")))
+    with sweep.watching("j1", busy, 1), sweep.watching("j2", lost, 1):
+        assert await sweep.sweep() == 1
+    assert [(await busy.get()), (await busy.get())] == [
+        job_pb2.JobEvent(sequence=s, job=job_pb2.Job(id="j1")) for s in (2, 3)
+    ]
+    brought = await lost.get()
+    assert brought is not None and brought.sequence == 2
+    assert await asyncio.wait_for(lost.get(), 1) is None  # woken: it reads the store
