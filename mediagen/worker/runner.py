@@ -250,6 +250,9 @@ class JobRunner:
             async with self._slots:
                 try:
                     claimed = await self.store.claim(job_id, self.owner, self.settings.lease_s)
+                    if claimed is not None:
+                        # Watchers hear of the claim first: the queue's ack can wait a publish.
+                        await self.bus.publish(claimed[1])
                 finally:
                     await self._ack(job_id, ack)
                 if claimed is None:
@@ -261,7 +264,6 @@ class JobRunner:
                 with bound(
                     request_id=job.submit_request_id, tenant=job.tenant, attempt=job.attempt
                 ):
-                    await self.bus.publish(event)
                     log.info("job=%s pending→running try=%d", job.id, job.attempt)
                     _observe_claim(job, event)
                     with metrics.WORKER_IN_FLIGHT.track_inprogress():
