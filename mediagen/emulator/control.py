@@ -28,6 +28,9 @@ from starlette.routing import BaseRoute, Route
 from mediagen.emulator.faults import fault_from_json, fault_to_json
 from mediagen.emulator.problems import Problem
 from mediagen.emulator.state import Emulator
+from mediagen.providers.rates import Rates
+
+_LIMIT_KEYS = frozenset({"creates_per_min", "requests_per_min", "burst_s"})
 
 
 class ControlApi:
@@ -73,7 +76,7 @@ class ControlApi:
         return Response(status_code=204)
 
     async def limits(self, request: Request) -> Response:
-        return JSONResponse(dataclasses.asdict(self.emulator.buckets.limits))
+        return JSONResponse(_limits_json(self.emulator.buckets.limits))
 
     async def set_limits(self, request: Request) -> Response:
         try:
@@ -82,11 +85,13 @@ class ControlApi:
                 isinstance(v, int | float) and not isinstance(v, bool) for v in body.values()
             ):
                 raise ValueError("expected an object of numbers")
+            if unknown := set(body) - _LIMIT_KEYS:
+                raise ValueError(f"unknown limits: {', '.join(sorted(unknown))}")
             limits = dataclasses.replace(self.emulator.buckets.limits, **body)
         except (ValueError, TypeError) as exc:  # an unknown key is a TypeError
             raise Problem(400, str(exc), title="Invalid rate limits") from exc
         self.emulator.set_limits(limits)
-        return JSONResponse(dataclasses.asdict(limits))
+        return JSONResponse(_limits_json(limits))
 
     async def reset(self, request: Request) -> Response:
         self.emulator.reset()
@@ -94,3 +99,9 @@ class ControlApi:
 
     def _rules_json(self) -> dict[str, Any]:
         return {"rules": [fault_to_json(r, left) for r, left in self.emulator.faults.pending()]}
+
+
+def _limits_json(limits: Rates) -> dict[str, float]:
+    """The limits as the control API shows them: the emulator's buckets, like Replicate, let
+    short bursts above the rate through (``strict_minute`` is the workers' side)."""
+    return {key: getattr(limits, key) for key in sorted(_LIMIT_KEYS)}

@@ -37,6 +37,11 @@ class Rates:
     creates_per_min: float = 600.0
     requests_per_min: float = 3000.0
     burst_s: float = 1.0  # seconds of budget usable at once
+    #: False: a bucket refilling at the per-minute rate, bursts above it let through (how the
+    #: emulator models Replicate). True (the workers' budget): it refills at the budget less its
+    #: burst, so that no 60 s counted at the provider, a full burst and a minute of refill,
+    #: holds more than the per-minute budget.
+    strict_minute: bool = False
 
     def __post_init__(self) -> None:
         if self.creates_per_min < 0 or self.requests_per_min < 0 or self.burst_s <= 0:
@@ -50,13 +55,17 @@ class Rates:
         per_min = self.per_min(budget)
         if per_min == 0:
             return None
-        rate_per_s = per_min / 60
-        return Bucket(rate_per_s, max(1, math.floor(rate_per_s * self.burst_s)))
+        burst = max(1, math.floor(per_min / 60 * self.burst_s))
+        # A budget smaller than its burst cannot be kept within the minute; it refills as is.
+        refill_per_min = per_min - burst if self.strict_minute and per_min > burst else per_min
+        return Bucket(refill_per_min / 60, burst)
 
 
 def provider_rates(settings: Settings) -> Rates:
     """The workers' budgets (MEDIAGEN_PROVIDER_CREATES_PER_MIN, ..._REQUESTS_PER_MIN)."""
-    return Rates(settings.provider_creates_per_min, settings.provider_requests_per_min)
+    return Rates(
+        settings.provider_creates_per_min, settings.provider_requests_per_min, strict_minute=True
+    )
 
 
 def poll_spacing_s(in_flight: int, rates: Rates) -> float:

@@ -17,6 +17,17 @@ def test_buckets_refill_at_the_per_minute_rate_and_hold_burst_s_of_it() -> None:
     assert Rates(burst_s=10).bucket(Budget.CREATE) == Bucket(10.0, 100)
     assert Rates(creates_per_min=6).bucket(Budget.CREATE) == Bucket(0.1, 1)  # at least one
     assert Rates(requests_per_min=0).bucket(Budget.OTHER) is None  # off
+
+
+def test_the_workers_budget_fits_its_burst_within_every_minute() -> None:
+    # 10 at once, then 590 a minute: no 60 s holds more than 600 creates (601 were counted at
+    # the emulator with a plain bucket), nor more than 3,000 other requests.
+    strict = Rates(strict_minute=True)
+    assert strict.bucket(Budget.CREATE) == Bucket(590 / 60, 10)
+    assert strict.bucket(Budget.OTHER) == Bucket(2950 / 60, 50)
+    assert Rates(creates_per_min=0.6, burst_s=100, strict_minute=True).bucket(
+        Budget.CREATE
+    ) == Bucket(0.01, 1)  # smaller than its burst: as is
     with pytest.raises(ValueError):
         Rates(creates_per_min=-1)
 
@@ -59,4 +70,4 @@ def test_the_workers_rates_come_from_settings() -> None:
     env = {"MEDIAGEN_PROVIDER_CREATES_PER_MIN": "30", "MEDIAGEN_PROVIDER_REQUESTS_PER_MIN": "0"}
     rates = provider_rates(Settings.from_env(env))
     assert (rates.creates_per_min, rates.requests_per_min) == (30.0, 0.0)
-    assert provider_rates(Settings()) == REPLICATE
+    assert provider_rates(Settings()) == Rates(strict_minute=True)
