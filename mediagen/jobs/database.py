@@ -152,14 +152,13 @@ class Database:
         self.timeouts = timeouts
         #: PostgreSQL rather than SQLite (which lacks, e.g., data-modifying CTEs).
         self.postgres = not _is_sqlite(url)
-        if _is_sqlite(url):
+        if not self.postgres:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             # SQLite has no "wait forever" and reads 0 as "never wait": "off" becomes a day.
             busy_s = timeouts.lock_s if timeouts.lock_s > 0 else _SQLITE_NO_LIMIT_S
             self._write_engine = _sqlite_write_engine(url, path, busy_timeout_s=busy_s)
-            self._writes_inline = True
             self._read_engine = _sqlite_read_engine(url, pool_size=pool_size, busy_timeout_s=busy_s)
         else:
             engine = create_async_engine(
@@ -172,14 +171,13 @@ class Database:
             )
             _ping_when_idle(engine)
             self._write_engine = self._read_engine = engine
-            self._writes_inline = False
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self._read_engine, expire_on_commit=False)
         # PostgreSQL commits a lone statement by itself: without the BEGIN and COMMIT round
         # trips of a transaction around it (see :meth:`autocommit`).
         self._autocommit_engine = (
             None
-            if _is_sqlite(url)
+            if not self.postgres
             else self._write_engine.execution_options(isolation_level="AUTOCOMMIT")
         )
 
@@ -187,14 +185,15 @@ class Database:
     async def writing(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
         async with _translated():
-            if not self._writes_inline:
+            if self.postgres:
                 async with self._writer() as session, session.begin():
                     yield session
                 return
-            # Closed directly, not by ``async with``: SQLAlchemy runs that close in a task of its
-            # own (so a cancellation cannot cut it short), a turn of the loop during which the
-            # one write connection stays checked out and every other writer waits. Inline, the
-            # close never yields, so nothing can cut it short.
+            # SQLite's writes run inline (:mod:`sqlite_writer`). Closed directly, not by ``async
+            # with``: SQLAlchemy runs that close in a task of its own (so a cancellation cannot
+            # cut it short), a turn of the loop during which the one write connection stays
+            # checked out and every other writer waits. Inline, the close never yields, so
+            # nothing can cut it short.
             session = self._writer()
             try:
                 async with session.begin():
@@ -208,7 +207,7 @@ class Database:
         commits as it runs, with no transaction (no BEGIN and COMMIT round trips) and no ORM
         session around it. SQLite: the connection of a :meth:`writing` transaction (its single
         writer), committed when the block ends."""
-        if self._autocommit_engine is None:
+        if self._autocommit_engine is None:  # SQLite
             async with self.writing() as session:
                 yield await session.connection()
             return

@@ -87,9 +87,10 @@ RUN_TIMES_FLUSH_S = 1.0
 _JOBS = Base.metadata.tables[JobRow.__tablename__]
 _MEDIA = Base.metadata.tables[MediaRow.__tablename__]
 _STATS = Base.metadata.tables[ModelStatsRow.__tablename__]
+_EVENTS = Base.metadata.tables[JobEventRow.__tablename__]
 #: Plain table INSERTs with their values bound per call: compiled once, no ORM bulk path.
 _INSERT_JOB = insert(_JOBS)
-_INSERT_EVENT = insert(Base.metadata.tables[JobEventRow.__tablename__])
+_INSERT_EVENT = insert(_EVENTS)
 _INSERT_MEDIA = insert(_MEDIA)
 
 
@@ -98,22 +99,20 @@ def _insert_job_with_event() -> Insert:
     one statement, so one round trip and atomic without a transaction around it. Every column
     is bound (the event's as ``event_<column>``): the SQL, and so the prepared statement, is the
     same on every call."""
-    jobs = Base.metadata.tables[JobRow.__tablename__]
-    events = Base.metadata.tables[JobEventRow.__tablename__]
-    job_columns = [c for c in jobs.c if c.name not in _UNSET_ON_CREATE]
+    job_columns = [c for c in _JOBS.c if c.name not in _UNSET_ON_CREATE]
     new_job = (
-        insert(jobs)
+        insert(_JOBS)
         .values({c.name: bindparam(c.name, type_=c.type) for c in job_columns})
-        .returning(jobs.c.id)
+        .returning(_JOBS.c.id)
         .cte("new_job")
     )
     # The job id comes from the CTE: the event's foreign key refers to a row this statement made.
     event_columns = ["sequence", "type", "time", "snapshot"]
-    return insert(events).from_select(
+    return insert(_EVENTS).from_select(
         ["job_id", *event_columns],
         select(
             new_job.c.id,
-            *(bindparam(f"event_{name}", type_=events.c[name].type) for name in event_columns),
+            *(bindparam(f"event_{name}", type_=_EVENTS.c[name].type) for name in event_columns),
         ),
     )
 
